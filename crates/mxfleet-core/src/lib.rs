@@ -1,0 +1,27 @@
+//! mxfleet-core: the vocabulary every other mxfleet crate speaks, and the pure queue
+//! state machine that Raft replicates.
+//!
+//! Nothing here performs I/O or reads a clock. Times arrive inside commands, stamped by
+//! the node that proposes them, so every replica computes exactly the same state from
+//! the same log.
+//!
+//! Layout:
+//! - [`ids`]: `NodeId`, `QueueId`, `BodyDigest`, `DedupKey` and `UnixMillis`.
+//! - [`envelope`]: the SMTP envelope (`Envelope`) of a queued message.
+//! - [`entry`]: one queued message (`QueueEntry`), its `MessageState`, its current
+//!   `Assignment` and its `HistoryEvent`s.
+//! - [`command`]: what is proposed through Raft (`Command`) and what applying it
+//!   answers (`Response`, `Rejection`).
+//! - [`state`]: `QueueState` and the pure `QueueState::apply`.
+
+pub mod command;
+pub mod entry;
+pub mod envelope;
+pub mod ids;
+pub mod state;
+
+pub use command::{Command, Rejection, Response};
+pub use entry::{Assignment, HistoryEvent, MessageState, QueueEntry};
+pub use envelope::Envelope;
+pub use ids::{BodyDigest, DedupKey, NodeId, QueueId, UnixMillis};
+pub use state::{Applied, Change, QueueState};
