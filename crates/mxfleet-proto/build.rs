@@ -12,7 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
         .bytes(".mxfleet.raft.v1.BlobChunk.data")
-        .bytes(".mxfleet.raft.v1.SnapshotChunk.part.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -24,11 +24,25 @@ pub enum Command {
     },
     /// The leader gives a queued message to `owner`. The entry's log index becomes the
     /// fencing token. Refused while another owner's lease is still valid at `now`.
-    Assign { id: QueueId, owner: NodeId, now: UnixMillis, lease_until: UnixMillis },
+    Assign {
+        id: QueueId,
+        owner: NodeId,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    },
     /// The owner extends its lease for a delivery in flight.
-    RenewLease { id: QueueId, token: u64, lease_until: UnixMillis },
+    RenewLease {
+        id: QueueId,
+        token: u64,
+        lease_until: UnixMillis,
+    },
     /// The primary answered 250 for the message.
-    Delivered { id: QueueId, token: u64, at: UnixMillis, reply: String },
+    Delivered {
+        id: QueueId,
+        token: u64,
+        at: UnixMillis,
+        reply: String,
+    },
     /// A temporary failure: try again at `next_attempt_at`.
     Deferred {
         id: QueueId,
@@ -38,13 +52,29 @@ pub enum Command {
         next_attempt_at: UnixMillis,
     },
     /// A permanent failure (or the lifetime ran out): the message is returned.
-    Bounced { id: QueueId, token: u64, at: UnixMillis, reply: String },
+    Bounced {
+        id: QueueId,
+        token: u64,
+        at: UnixMillis,
+        reply: String,
+    },
     /// Operator actions.
-    Hold { id: QueueId, at: UnixMillis },
-    Release { id: QueueId, at: UnixMillis },
-    Delete { id: QueueId, at: UnixMillis },
+    Hold {
+        id: QueueId,
+        at: UnixMillis,
+    },
+    Release {
+        id: QueueId,
+        at: UnixMillis,
+    },
+    Delete {
+        id: QueueId,
+        at: UnixMillis,
+    },
     /// Drops dedup records whose window ended at or before `now`.
-    ExpireDedup { now: UnixMillis },
+    ExpireDedup {
+        now: UnixMillis,
+    },
 }
 
 impl Command {
@@ -69,13 +99,20 @@ impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Enqueue { envelope, size, .. } => {
-                write!(f, "enqueue(from=<{}> rcpts={} size={size})", envelope.sender, envelope.recipients.len())
+                write!(
+                    f,
+                    "enqueue(from=<{}> rcpts={} size={size})",
+                    envelope.sender,
+                    envelope.recipients.len()
+                )
             }
             Command::Assign { id, owner, .. } => write!(f, "assign({id} to {owner})"),
             Command::RenewLease { id, token, .. }
             | Command::Delivered { id, token, .. }
             | Command::Deferred { id, token, .. }
-            | Command::Bounced { id, token, .. } => write!(f, "{}({id} token={token})", self.kind()),
+            | Command::Bounced { id, token, .. } => {
+                write!(f, "{}({id} token={token})", self.kind())
+            }
             Command::Hold { id, .. } | Command::Release { id, .. } | Command::Delete { id, .. } => {
                 write!(f, "{}({id})", self.kind())
             }
@@ -89,8 +126,14 @@ impl std::fmt::Display for Command {
 pub enum Response {
     /// `duplicate` is true when the dedup index already knew the submission and `id`
     /// is the message stored earlier.
-    Enqueued { id: QueueId, duplicate: bool },
-    Assigned { id: QueueId, token: u64 },
+    Enqueued {
+        id: QueueId,
+        duplicate: bool,
+    },
+    Assigned {
+        id: QueueId,
+        token: u64,
+    },
     /// The command took effect.
     Done,
     /// The command was refused; the state did not change except for a history note.
@@ -105,11 +148,19 @@ pub enum Rejection {
     #[error("no message {0} in the queue")]
     UnknownMessage(QueueId),
     #[error("stale fencing token {token} for {id} (current: {current:?})")]
-    StaleToken { id: QueueId, token: u64, current: Option<u64> },
+    StaleToken {
+        id: QueueId,
+        token: u64,
+        current: Option<u64>,
+    },
     #[error("message {id} is already {state:?}")]
     AlreadyFinal { id: QueueId, state: MessageState },
     #[error("message {id} is {state:?}, not queued")]
     NotQueued { id: QueueId, state: MessageState },
     #[error("message {id} is leased to node {owner} until {lease_until}")]
-    LeaseHeld { id: QueueId, owner: NodeId, lease_until: UnixMillis },
+    LeaseHeld {
+        id: QueueId,
+        owner: NodeId,
+        lease_until: UnixMillis,
+    },
 }

@@ -42,17 +42,54 @@ pub struct Assignment {
 /// Something that happened to a message, with the log index that recorded it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HistoryEvent {
-    Accepted { at: UnixMillis, by: NodeId },
-    DuplicateSubmission { at: UnixMillis, by: NodeId },
-    Assigned { at: UnixMillis, owner: NodeId, token: u64, lease_until: UnixMillis },
-    LeaseRenewed { token: u64, lease_until: UnixMillis },
-    Delivered { at: UnixMillis, token: u64, reply: String },
-    Deferred { at: UnixMillis, token: u64, reply: String, next_attempt_at: UnixMillis },
-    Bounced { at: UnixMillis, token: u64, reply: String },
-    StaleOutcomeRejected { at: UnixMillis, token: u64, current_token: Option<u64> },
-    Held { at: UnixMillis },
-    Released { at: UnixMillis },
-    Deleted { at: UnixMillis },
+    Accepted {
+        at: UnixMillis,
+        by: NodeId,
+    },
+    DuplicateSubmission {
+        at: UnixMillis,
+        by: NodeId,
+    },
+    Assigned {
+        at: UnixMillis,
+        owner: NodeId,
+        token: u64,
+        lease_until: UnixMillis,
+    },
+    LeaseRenewed {
+        token: u64,
+        lease_until: UnixMillis,
+    },
+    Delivered {
+        at: UnixMillis,
+        token: u64,
+        reply: String,
+    },
+    Deferred {
+        at: UnixMillis,
+        token: u64,
+        reply: String,
+        next_attempt_at: UnixMillis,
+    },
+    Bounced {
+        at: UnixMillis,
+        token: u64,
+        reply: String,
+    },
+    StaleOutcomeRejected {
+        at: UnixMillis,
+        token: u64,
+        current_token: Option<u64>,
+    },
+    Held {
+        at: UnixMillis,
+    },
+    Released {
+        at: UnixMillis,
+    },
+    Deleted {
+        at: UnixMillis,
+    },
 }
 
 /// A queued message, replicated on every node.

@@ -169,10 +169,19 @@ mod tests {
         let base = DedupKey::derive(Some("<m1@x>"), "s@x", &rcpts, &body);
         assert_ne!(base, DedupKey::derive(Some("<m2@x>"), "s@x", &rcpts, &body));
         assert_ne!(base, DedupKey::derive(Some("<m1@x>"), "t@x", &rcpts, &body));
-        assert_ne!(base, DedupKey::derive(Some("<m1@x>"), "s@x", &["B@example.org".into()], &body));
-        assert_ne!(base, DedupKey::derive(Some("<m1@x>"), "s@x", &rcpts, &BodyDigest::of(b"x")));
+        assert_ne!(
+            base,
+            DedupKey::derive(Some("<m1@x>"), "s@x", &["B@example.org".into()], &body)
+        );
+        assert_ne!(
+            base,
+            DedupKey::derive(Some("<m1@x>"), "s@x", &rcpts, &BodyDigest::of(b"x"))
+        );
         // Local parts are case-sensitive (RFC 5321 §2.4).
-        assert_ne!(base, DedupKey::derive(Some("<m1@x>"), "s@x", &["A@example.org".into()], &body));
+        assert_ne!(
+            base,
+            DedupKey::derive(Some("<m1@x>"), "s@x", &["A@example.org".into()], &body)
+        );
     }
 
     #[test]

@@ -53,7 +53,10 @@ impl Applied {
     }
 
     fn rejected(rejection: Rejection, changes: Vec<Change>) -> Self {
-        Applied { response: Response::Rejected(rejection), changes }
+        Applied {
+            response: Response::Rejected(rejection),
+            changes,
+        }
     }
 }
 
@@ -75,11 +78,15 @@ impl QueueState {
                     && record.expires_at > *received_at
                     && let Some(entry) = self.entries.get_mut(&record.id)
                 {
-                    entry
-                        .history
-                        .push(HistoryEvent::DuplicateSubmission { at: *received_at, by: *accepted_by });
+                    entry.history.push(HistoryEvent::DuplicateSubmission {
+                        at: *received_at,
+                        by: *accepted_by,
+                    });
                     return Applied::new(
-                        Response::Enqueued { id: record.id, duplicate: true },
+                        Response::Enqueued {
+                            id: record.id,
+                            duplicate: true,
+                        },
                         vec![Change::Entry(record.id)],
                     );
                 }
@@ -100,25 +107,42 @@ impl QueueState {
                         attempts: 0,
                         assignment: None,
                         finished_at_index: None,
-                        history: vec![HistoryEvent::Accepted { at: *received_at, by: *accepted_by }],
+                        history: vec![HistoryEvent::Accepted {
+                            at: *received_at,
+                            by: *accepted_by,
+                        }],
                     },
                 );
                 self.dedup.insert(
                     *dedup_key,
-                    DedupRecord { id, expires_at: received_at.plus_millis(*dedup_window_ms) },
+                    DedupRecord {
+                        id,
+                        expires_at: received_at.plus_millis(*dedup_window_ms),
+                    },
                 );
                 Applied::new(
-                    Response::Enqueued { id, duplicate: false },
+                    Response::Enqueued {
+                        id,
+                        duplicate: false,
+                    },
                     vec![Change::Entry(id), Change::DedupPut(*dedup_key)],
                 )
             }
-            Command::Assign { id, owner, now, lease_until } => {
+            Command::Assign {
+                id,
+                owner,
+                now,
+                lease_until,
+            } => {
                 let Some(entry) = self.entries.get_mut(id) else {
                     return Applied::rejected(Rejection::UnknownMessage(*id), vec![]);
                 };
                 if entry.state != MessageState::Queued {
                     return Applied::rejected(
-                        Rejection::NotQueued { id: *id, state: entry.state },
+                        Rejection::NotQueued {
+                            id: *id,
+                            state: entry.state,
+                        },
                         vec![],
                     );
                 }
@@ -135,61 +159,83 @@ impl QueueState {
                         vec![],
                     );
                 }
-                entry.assignment =
-                    Some(Assignment { owner: *owner, token: index, lease_until: *lease_until });
+                entry.assignment = Some(Assignment {
+                    owner: *owner,
+                    token: index,
+                    lease_until: *lease_until,
+                });
                 entry.history.push(HistoryEvent::Assigned {
                     at: *now,
                     owner: *owner,
                     token: index,
                     lease_until: *lease_until,
                 });
-                Applied::new(Response::Assigned { id: *id, token: index }, vec![Change::Entry(*id)])
+                Applied::new(
+                    Response::Assigned {
+                        id: *id,
+                        token: index,
+                    },
+                    vec![Change::Entry(*id)],
+                )
             }
-            Command::RenewLease { id, token, lease_until } => {
-                self.with_current_token(index, *id, *token, None, |entry| {
-                    if let Some(assignment) = entry.assignment.as_mut() {
-                        assignment.lease_until = assignment.lease_until.max(*lease_until);
-                    }
-                    entry
-                        .history
-                        .push(HistoryEvent::LeaseRenewed { token: *token, lease_until: *lease_until });
-                })
-            }
-            Command::Delivered { id, token, at, reply } => {
-                self.with_current_token(index, *id, *token, Some(*at), |entry| {
-                    entry.attempts += 1;
-                    entry.history.push(HistoryEvent::Delivered {
-                        at: *at,
-                        token: *token,
-                        reply: reply.clone(),
-                    });
-                    finish(entry, MessageState::Delivered, index);
-                })
-            }
-            Command::Deferred { id, token, at, reply, next_attempt_at } => {
-                self.with_current_token(index, *id, *token, Some(*at), |entry| {
-                    entry.attempts += 1;
-                    entry.assignment = None;
-                    entry.next_attempt_at = *next_attempt_at;
-                    entry.history.push(HistoryEvent::Deferred {
-                        at: *at,
-                        token: *token,
-                        reply: reply.clone(),
-                        next_attempt_at: *next_attempt_at,
-                    });
-                })
-            }
-            Command::Bounced { id, token, at, reply } => {
-                self.with_current_token(index, *id, *token, Some(*at), |entry| {
-                    entry.attempts += 1;
-                    entry.history.push(HistoryEvent::Bounced {
-                        at: *at,
-                        token: *token,
-                        reply: reply.clone(),
-                    });
-                    finish(entry, MessageState::Bounced, index);
-                })
-            }
+            Command::RenewLease {
+                id,
+                token,
+                lease_until,
+            } => self.with_current_token(index, *id, *token, None, |entry| {
+                if let Some(assignment) = entry.assignment.as_mut() {
+                    assignment.lease_until = assignment.lease_until.max(*lease_until);
+                }
+                entry.history.push(HistoryEvent::LeaseRenewed {
+                    token: *token,
+                    lease_until: *lease_until,
+                });
+            }),
+            Command::Delivered {
+                id,
+                token,
+                at,
+                reply,
+            } => self.with_current_token(index, *id, *token, Some(*at), |entry| {
+                entry.attempts += 1;
+                entry.history.push(HistoryEvent::Delivered {
+                    at: *at,
+                    token: *token,
+                    reply: reply.clone(),
+                });
+                finish(entry, MessageState::Delivered, index);
+            }),
+            Command::Deferred {
+                id,
+                token,
+                at,
+                reply,
+                next_attempt_at,
+            } => self.with_current_token(index, *id, *token, Some(*at), |entry| {
+                entry.attempts += 1;
+                entry.assignment = None;
+                entry.next_attempt_at = *next_attempt_at;
+                entry.history.push(HistoryEvent::Deferred {
+                    at: *at,
+                    token: *token,
+                    reply: reply.clone(),
+                    next_attempt_at: *next_attempt_at,
+                });
+            }),
+            Command::Bounced {
+                id,
+                token,
+                at,
+                reply,
+            } => self.with_current_token(index, *id, *token, Some(*at), |entry| {
+                entry.attempts += 1;
+                entry.history.push(HistoryEvent::Bounced {
+                    at: *at,
+                    token: *token,
+                    reply: reply.clone(),
+                });
+                finish(entry, MessageState::Bounced, index);
+            }),
             Command::Hold { id, at } => self.operator_action(*id, |entry| {
                 // The assignment survives a hold, so that the outcome of an attempt
                 // already in flight is still recorded; nothing new is assigned.
@@ -217,7 +263,10 @@ impl QueueState {
                 for key in &expired {
                     self.dedup.remove(key);
                 }
-                Applied::new(Response::Done, expired.into_iter().map(Change::DedupRemoved).collect())
+                Applied::new(
+                    Response::Done,
+                    expired.into_iter().map(Change::DedupRemoved).collect(),
+                )
             }
         }
     }
@@ -258,7 +307,13 @@ impl QueueState {
             return Applied::rejected(Rejection::UnknownMessage(id), vec![]);
         };
         if entry.state.is_final() {
-            return Applied::rejected(Rejection::AlreadyFinal { id, state: entry.state }, vec![]);
+            return Applied::rejected(
+                Rejection::AlreadyFinal {
+                    id,
+                    state: entry.state,
+                },
+                vec![],
+            );
         }
         update(entry);
         Applied::new(Response::Done, vec![Change::Entry(id)])
@@ -330,14 +385,27 @@ mod tests {
         let mut state = QueueState::default();
         let responses = run(
             &mut state,
-            &[enqueue("<a@x>", 1_000, 1), enqueue("<a@x>", 2_000, 2), enqueue("<b@x>", 3_000, 1)],
+            &[
+                enqueue("<a@x>", 1_000, 1),
+                enqueue("<a@x>", 2_000, 2),
+                enqueue("<b@x>", 3_000, 1),
+            ],
         );
         assert_eq!(
             responses,
             vec![
-                Response::Enqueued { id: QueueId(1), duplicate: false },
-                Response::Enqueued { id: QueueId(1), duplicate: true },
-                Response::Enqueued { id: QueueId(3), duplicate: false },
+                Response::Enqueued {
+                    id: QueueId(1),
+                    duplicate: false
+                },
+                Response::Enqueued {
+                    id: QueueId(1),
+                    duplicate: true
+                },
+                Response::Enqueued {
+                    id: QueueId(3),
+                    duplicate: false
+                },
             ]
         );
         assert_eq!(state.entries.len(), 2);
@@ -350,16 +418,35 @@ mod tests {
     #[test]
     fn a_repeat_after_the_dedup_window_is_a_new_message() {
         let mut state = QueueState::default();
-        let responses =
-            run(&mut state, &[enqueue("<a@x>", 1_000, 1), enqueue("<a@x>", 1_000 + WINDOW, 1)]);
-        assert_eq!(responses[1], Response::Enqueued { id: QueueId(2), duplicate: false });
+        let responses = run(
+            &mut state,
+            &[
+                enqueue("<a@x>", 1_000, 1),
+                enqueue("<a@x>", 1_000 + WINDOW, 1),
+            ],
+        );
+        assert_eq!(
+            responses[1],
+            Response::Enqueued {
+                id: QueueId(2),
+                duplicate: false
+            }
+        );
     }
 
     #[test]
     fn expire_dedup_drops_only_ended_windows() {
         let mut state = QueueState::default();
-        run(&mut state, &[enqueue("<a@x>", 1_000, 1), enqueue("<b@x>", 5_000, 1)]);
-        let applied = state.apply(3, &Command::ExpireDedup { now: UnixMillis(1_000 + WINDOW) });
+        run(
+            &mut state,
+            &[enqueue("<a@x>", 1_000, 1), enqueue("<b@x>", 5_000, 1)],
+        );
+        let applied = state.apply(
+            3,
+            &Command::ExpireDedup {
+                now: UnixMillis(1_000 + WINDOW),
+            },
+        );
         assert_eq!(applied.changes.len(), 1);
         assert_eq!(state.dedup.len(), 1);
     }
@@ -373,7 +460,12 @@ mod tests {
                 "delivered with the current token",
                 vec![
                     assign(1, 7, 10, 100),
-                    Command::Delivered { id, token: 2, at: UnixMillis(20), reply: "250 ok".into() },
+                    Command::Delivered {
+                        id,
+                        token: 2,
+                        at: UnixMillis(20),
+                        reply: "250 ok".into(),
+                    },
                 ],
                 Response::Done,
                 MessageState::Delivered,
@@ -383,9 +475,18 @@ mod tests {
                 vec![
                     assign(1, 7, 10, 100),
                     assign(1, 8, 150, 300),
-                    Command::Delivered { id, token: 2, at: UnixMillis(160), reply: "250".into() },
+                    Command::Delivered {
+                        id,
+                        token: 2,
+                        at: UnixMillis(160),
+                        reply: "250".into(),
+                    },
                 ],
-                Response::Rejected(Rejection::StaleToken { id, token: 2, current: Some(3) }),
+                Response::Rejected(Rejection::StaleToken {
+                    id,
+                    token: 2,
+                    current: Some(3),
+                }),
                 MessageState::Queued,
             ),
             (
@@ -400,18 +501,41 @@ mod tests {
             ),
             (
                 "an outcome without any assignment is stale",
-                vec![Command::Bounced { id, token: 1, at: UnixMillis(5), reply: "550".into() }],
-                Response::Rejected(Rejection::StaleToken { id, token: 1, current: None }),
+                vec![Command::Bounced {
+                    id,
+                    token: 1,
+                    at: UnixMillis(5),
+                    reply: "550".into(),
+                }],
+                Response::Rejected(Rejection::StaleToken {
+                    id,
+                    token: 1,
+                    current: None,
+                }),
                 MessageState::Queued,
             ),
             (
                 "a second delivery of a delivered message is refused",
                 vec![
                     assign(1, 7, 10, 100),
-                    Command::Delivered { id, token: 2, at: UnixMillis(20), reply: "250".into() },
-                    Command::Delivered { id, token: 2, at: UnixMillis(21), reply: "250".into() },
+                    Command::Delivered {
+                        id,
+                        token: 2,
+                        at: UnixMillis(20),
+                        reply: "250".into(),
+                    },
+                    Command::Delivered {
+                        id,
+                        token: 2,
+                        at: UnixMillis(21),
+                        reply: "250".into(),
+                    },
                 ],
-                Response::Rejected(Rejection::StaleToken { id, token: 2, current: None }),
+                Response::Rejected(Rejection::StaleToken {
+                    id,
+                    token: 2,
+                    current: None,
+                }),
                 MessageState::Delivered,
             ),
             (
@@ -433,33 +557,74 @@ mod tests {
                 "an in-flight delivery still lands after a hold",
                 vec![
                     assign(1, 7, 10, 100),
-                    Command::Hold { id, at: UnixMillis(15) },
-                    Command::Delivered { id, token: 2, at: UnixMillis(20), reply: "250".into() },
+                    Command::Hold {
+                        id,
+                        at: UnixMillis(15),
+                    },
+                    Command::Delivered {
+                        id,
+                        token: 2,
+                        at: UnixMillis(20),
+                        reply: "250".into(),
+                    },
                 ],
                 Response::Done,
                 MessageState::Delivered,
             ),
             (
                 "a held message is not assigned",
-                vec![Command::Hold { id, at: UnixMillis(15) }, assign(1, 7, 20, 100)],
-                Response::Rejected(Rejection::NotQueued { id, state: MessageState::Held }),
+                vec![
+                    Command::Hold {
+                        id,
+                        at: UnixMillis(15),
+                    },
+                    assign(1, 7, 20, 100),
+                ],
+                Response::Rejected(Rejection::NotQueued {
+                    id,
+                    state: MessageState::Held,
+                }),
                 MessageState::Held,
             ),
             (
                 "release returns a held message to the queue",
-                vec![Command::Hold { id, at: UnixMillis(15) }, Command::Release { id, at: UnixMillis(16) }],
+                vec![
+                    Command::Hold {
+                        id,
+                        at: UnixMillis(15),
+                    },
+                    Command::Release {
+                        id,
+                        at: UnixMillis(16),
+                    },
+                ],
                 Response::Done,
                 MessageState::Queued,
             ),
             (
                 "a deleted message cannot be released",
-                vec![Command::Delete { id, at: UnixMillis(15) }, Command::Release { id, at: UnixMillis(16) }],
-                Response::Rejected(Rejection::AlreadyFinal { id, state: MessageState::Deleted }),
+                vec![
+                    Command::Delete {
+                        id,
+                        at: UnixMillis(15),
+                    },
+                    Command::Release {
+                        id,
+                        at: UnixMillis(16),
+                    },
+                ],
+                Response::Rejected(Rejection::AlreadyFinal {
+                    id,
+                    state: MessageState::Deleted,
+                }),
                 MessageState::Deleted,
             ),
             (
                 "an unknown message is reported",
-                vec![Command::Hold { id: QueueId(99), at: UnixMillis(15) }],
+                vec![Command::Hold {
+                    id: QueueId(99),
+                    at: UnixMillis(15),
+                }],
                 Response::Rejected(Rejection::UnknownMessage(QueueId(99))),
                 MessageState::Queued,
             ),
@@ -469,7 +634,11 @@ mod tests {
             let mut all = vec![enqueue("<a@x>", 1, 1)];
             all.extend(commands);
             let responses = run(&mut state, &all);
-            assert_eq!(responses.last().unwrap(), &expected_response, "case: {name}");
+            assert_eq!(
+                responses.last().unwrap(),
+                &expected_response,
+                "case: {name}"
+            );
             assert_eq!(state.entries[&id].state, expected_state, "case: {name}");
         }
     }
@@ -484,12 +653,21 @@ mod tests {
                 enqueue("<a@x>", 1, 1),
                 assign(1, 7, 10, 100),
                 assign(1, 8, 150, 300),
-                Command::Delivered { id, token: 2, at: UnixMillis(160), reply: "250".into() },
+                Command::Delivered {
+                    id,
+                    token: 2,
+                    at: UnixMillis(160),
+                    reply: "250".into(),
+                },
             ],
         );
         assert!(matches!(
             state.entries[&id].history.last(),
-            Some(HistoryEvent::StaleOutcomeRejected { token: 2, current_token: Some(3), .. })
+            Some(HistoryEvent::StaleOutcomeRejected {
+                token: 2,
+                current_token: Some(3),
+                ..
+            })
         ));
     }
 

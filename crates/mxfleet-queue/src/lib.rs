@@ -1,10 +1,38 @@
 //! mxfleet-queue: the Raft-replicated message queue.
+//!
+//! A message's envelope travels through the Raft log (openraft, pinned exactly); its
+//! body travels beside it, through a blob side channel, and is fsynced on a write
+//! quorum before the envelope is proposed. No openraft type leaves this crate: callers
+//! see [`Queue`], its errors, and `mxfleet_core`'s vocabulary.
+//!
+//! Layout:
+//! - [`queue`]: the `Queue` handle (enqueue, delivery outcomes, operator actions,
+//!   membership, status) and write forwarding to the leader.
+//! - [`config`]: `QueueConfig`, `PeerTls`, the injectable `Clock`.
+//! - [`error`]: `QueueError`, `StartError`.
+//! - `types`: openraft's type configuration (crate-private aliases).
+//! - `log_store`: the Raft log and vote on the raft-log WAL (group commit).
+//! - `state_machine`, `sled_store`, `snapshot_file`: the applied state on sled, and
+//!   metadata-only snapshot files.
+//! - [`blob_store`], `blob_replication`: bodies on disk, and between nodes.
+//! - `peer`: the gRPC peer protocol (client, server, forwarding, TLS).
 
+mod blob_replication;
 pub mod blob_store;
-pub mod log_store;
+pub mod config;
+pub mod error;
+mod log_store;
+mod peer;
+pub mod queue;
 mod sled_store;
 mod snapshot_file;
-pub mod state_machine;
-pub mod types;
+mod state_machine;
+mod types;
+
+pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
+pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
+pub use error::{QueueError, StartError};
+pub use queue::{ClusterStatus, EnqueueReceipt, MemberStatus, Queue};
+
 #[cfg(test)]
 mod storage_suite;

@@ -49,7 +49,9 @@ impl<T: Serialize> Encode for Encoded<T> {
 impl<T: DeserializeOwned> Decode for Encoded<T> {
     fn decode<R: io::Read>(reader: R) -> io::Result<Self> {
         let bytes: Vec<u8> = Decode::decode(reader)?;
-        decode(&bytes).map(Encoded).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        decode(&bytes)
+            .map(Encoded)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
@@ -100,7 +102,11 @@ impl raft_log::Types for WalTypes {
 fn command_size_hint(command: &mxfleet_core::Command) -> u64 {
     match command {
         mxfleet_core::Command::Enqueue { envelope, .. } => {
-            envelope.recipients.iter().map(|r| r.len() as u64 + 8).sum::<u64>()
+            envelope
+                .recipients
+                .iter()
+                .map(|r| r.len() as u64 + 8)
+                .sum::<u64>()
                 + envelope.sender.len() as u64
         }
         _ => 0,
@@ -126,19 +132,25 @@ impl LogStore {
         config.wal.chunk_max_size = Some(CHUNK_MAX_BYTES);
         config.wal.flush_batch_wait = Some(GROUP_COMMIT_WINDOW);
         let wal = raft_log::RaftLog::open(Arc::new(config))?;
-        Ok(LogStore { wal: Arc::new(RwLock::new(wal)) })
+        Ok(LogStore {
+            wal: Arc::new(RwLock::new(wal)),
+        })
     }
 
     /// [`LogStore::open`] on a blocking thread.
     pub async fn open_async(dir: &Path) -> io::Result<Self> {
         let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open(&dir)).await.map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || Self::open(&dir))
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// How many fdatasync batches the WAL has performed (group commit shows as far
     /// fewer syncs than appends).
     pub fn sync_count(&self) -> u64 {
-        self.read().map(|wal| wal.stat().flush_metrics.sync_batch_count).unwrap_or(0)
+        self.read()
+            .map(|wal| wal.stat().flush_metrics.sync_batch_count)
+            .unwrap_or(0)
     }
 
     fn read(&self) -> io::Result<RwLockReadGuard<'_, raft_log::RaftLog<WalTypes>>> {
@@ -171,11 +183,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = index_bounds(&range);
         let wal = self.read()?;
-        wal.read(start, end).map(|item| item.map(|(_, payload)| payload.0)).collect()
+        wal.read(start, end)
+            .map(|item| item.map(|(_, payload)| payload.0))
+            .collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.read()?.log_state().vote().map(|v| v.0.clone()))
+        Ok(self.read()?.log_state().vote().map(|v| v.0))
     }
 }
 
@@ -186,8 +200,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let wal = self.read()?;
         let state = wal.log_state();
         Ok(LogState {
-            last_purged_log_id: state.purged().map(|id| id.0.clone()),
-            last_log_id: state.last().map(|id| id.0.clone()),
+            last_purged_log_id: state.purged().map(|id| id.0),
+            last_log_id: state.last().map(|id| id.0),
         })
     }
 
@@ -203,11 +217,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             wal.flush(true, Some(FlushDone::Waiter(tx)))?;
         }
         // The vote must be durable before we answer anyone with it.
-        rx.await.map_err(|_| io::Error::other("raft log flush thread stopped"))?
+        rx.await
+            .map_err(|_| io::Error::other("raft log flush thread stopped"))?
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let Some(committed) = committed else { return Ok(()) };
+        let Some(committed) = committed else {
+            return Ok(());
+        };
         let mut wal = self.write()?;
         let state = wal.log_state();
         // raft-log refuses a commit that goes backwards or beyond its last entry; both
@@ -223,16 +240,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.read()?.log_state().committed().map(|id| id.0.clone()))
+        Ok(self.read()?.log_state().committed().map(|id| id.0))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut wal = self.write()?;
-        wal.append(entries.into_iter().map(|entry| (Encoded(entry.log_id), Encoded(entry))))?;
+        wal.append(
+            entries
+                .into_iter()
+                .map(|entry| (Encoded(entry.log_id), Encoded(entry))),
+        )?;
         wal.flush(true, Some(FlushDone::Raft(callback)))
     }
 

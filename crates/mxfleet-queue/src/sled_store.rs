@@ -79,10 +79,18 @@ impl SledStore {
             let record: DedupRecord = decode(&value).map_err(|e| io_err("decode dedup", e))?;
             state.queue.dedup.insert(DedupKey(raw_key), record);
         }
-        if let Some(bytes) = self.tree.get(KEY_LAST_APPLIED).map_err(|e| io_err("get", e))? {
+        if let Some(bytes) = self
+            .tree
+            .get(KEY_LAST_APPLIED)
+            .map_err(|e| io_err("get", e))?
+        {
             state.last_applied = decode(&bytes).map_err(|e| io_err("decode last_applied", e))?;
         }
-        if let Some(bytes) = self.tree.get(KEY_MEMBERSHIP).map_err(|e| io_err("get", e))? {
+        if let Some(bytes) = self
+            .tree
+            .get(KEY_MEMBERSHIP)
+            .map_err(|e| io_err("get", e))?
+        {
             state.membership = decode(&bytes).map_err(|e| io_err("decode membership", e))?;
         }
         Ok(state)
@@ -100,22 +108,34 @@ impl SledStore {
         for change in changes {
             match change {
                 Change::Entry(id) => match queue.entries.get(id) {
-                    Some(entry) => {
-                        batch.insert(entry_key(*id), encode(entry).map_err(|e| io_err("encode", e))?)
-                    }
+                    Some(entry) => batch.insert(
+                        entry_key(*id),
+                        encode(entry).map_err(|e| io_err("encode", e))?,
+                    ),
                     None => batch.remove(entry_key(*id)),
                 },
                 Change::DedupPut(key) => {
                     if let Some(record) = queue.dedup.get(key) {
-                        batch.insert(dedup_key(key), encode(record).map_err(|e| io_err("encode", e))?)
+                        batch.insert(
+                            dedup_key(key),
+                            encode(record).map_err(|e| io_err("encode", e))?,
+                        )
                     }
                 }
                 Change::DedupRemoved(key) => batch.remove(dedup_key(key)),
             }
         }
-        batch.insert(KEY_LAST_APPLIED, encode(last_applied).map_err(|e| io_err("encode", e))?);
-        batch.insert(KEY_MEMBERSHIP, encode(membership).map_err(|e| io_err("encode", e))?);
-        self.tree.apply_batch(batch).map_err(|e| io_err("apply_batch", e))
+        batch.insert(
+            KEY_LAST_APPLIED,
+            encode(last_applied).map_err(|e| io_err("encode", e))?,
+        );
+        batch.insert(
+            KEY_MEMBERSHIP,
+            encode(membership).map_err(|e| io_err("encode", e))?,
+        );
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| io_err("apply_batch", e))
     }
 
     /// Replaces everything (after installing a snapshot, or rebuilding from one).
@@ -126,14 +146,28 @@ impl SledStore {
         self.tree.clear().map_err(|e| io_err("clear", e))?;
         let mut batch = sled::Batch::default();
         for (id, entry) in &state.queue.entries {
-            batch.insert(entry_key(*id), encode(entry).map_err(|e| io_err("encode", e))?);
+            batch.insert(
+                entry_key(*id),
+                encode(entry).map_err(|e| io_err("encode", e))?,
+            );
         }
         for (key, record) in &state.queue.dedup {
-            batch.insert(dedup_key(key), encode(record).map_err(|e| io_err("encode", e))?);
+            batch.insert(
+                dedup_key(key),
+                encode(record).map_err(|e| io_err("encode", e))?,
+            );
         }
-        batch.insert(KEY_LAST_APPLIED, encode(&state.last_applied).map_err(|e| io_err("encode", e))?);
-        batch.insert(KEY_MEMBERSHIP, encode(&state.membership).map_err(|e| io_err("encode", e))?);
-        self.tree.apply_batch(batch).map_err(|e| io_err("apply_batch", e))?;
+        batch.insert(
+            KEY_LAST_APPLIED,
+            encode(&state.last_applied).map_err(|e| io_err("encode", e))?,
+        );
+        batch.insert(
+            KEY_MEMBERSHIP,
+            encode(&state.membership).map_err(|e| io_err("encode", e))?,
+        );
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| io_err("apply_batch", e))?;
         self.tree.flush().map_err(|e| io_err("flush", e))?;
         Ok(())
     }

@@ -33,7 +33,10 @@ pub(crate) struct SnapshotBody {
 }
 
 fn invalid(path: &Path, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {}: {why}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("snapshot {}: {why}", path.display()),
+    )
 }
 
 /// Encodes a snapshot into bytes (header included).
@@ -53,15 +56,33 @@ pub(crate) fn decode_snapshot(origin: &Path, bytes: &[u8]) -> io::Result<Snapsho
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(invalid(origin, "not an mxfleet snapshot (bad magic)"));
     }
-    let format = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| invalid(origin, "header"))?);
+    let format = u32::from_le_bytes(
+        bytes[8..12]
+            .try_into()
+            .map_err(|_| invalid(origin, "header"))?,
+    );
     if format != FORMAT {
-        return Err(invalid(origin, format!("format {format} is not supported (expected {FORMAT})")));
+        return Err(invalid(
+            origin,
+            format!("format {format} is not supported (expected {FORMAT})"),
+        ));
     }
-    let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| invalid(origin, "header"))?);
-    let crc = u32::from_le_bytes(bytes[20..24].try_into().map_err(|_| invalid(origin, "header"))?);
+    let len = u64::from_le_bytes(
+        bytes[12..20]
+            .try_into()
+            .map_err(|_| invalid(origin, "header"))?,
+    );
+    let crc = u32::from_le_bytes(
+        bytes[20..24]
+            .try_into()
+            .map_err(|_| invalid(origin, "header"))?,
+    );
     let payload = &bytes[HEADER_LEN..];
     if payload.len() as u64 != len {
-        return Err(invalid(origin, format!("truncated: {} of {len} bytes", payload.len())));
+        return Err(invalid(
+            origin,
+            format!("truncated: {} of {len} bytes", payload.len()),
+        ));
     }
     if crc32fast::hash(payload) != crc {
         return Err(invalid(origin, "checksum mismatch"));
@@ -102,7 +123,9 @@ pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     for item in fs::read_dir(dir)? {
         let path = item?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if let Some(index) = name
             .strip_prefix("snapshot-")
             .and_then(|rest| rest.strip_suffix(".bin"))
@@ -111,6 +134,6 @@ pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
             found.push((index, path));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
     Ok(found)
 }

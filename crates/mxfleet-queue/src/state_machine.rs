@@ -34,7 +34,10 @@ use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StateEvent {
     /// A live message's body should be present locally; fetch it if it is not.
-    BodyNeeded { digest: mxfleet_core::BodyDigest, holders: Vec<u64> },
+    BodyNeeded {
+        digest: mxfleet_core::BodyDigest,
+        holders: Vec<u64>,
+    },
     /// A snapshot now covers the log up to `index`: bodies of messages finished at or
     /// before it may be collected.
     SnapshotCovers { index: u64 },
@@ -131,16 +134,6 @@ impl StateMachineStore {
         Ok(read(&data.queue))
     }
 
-    /// The index of the last applied log entry (0 before any).
-    pub(crate) fn last_applied_index(&self) -> u64 {
-        self.inner
-            .data
-            .read()
-            .ok()
-            .and_then(|d| d.last_applied.map(|l| l.index))
-            .unwrap_or(0)
-    }
-
     fn emit(&self, event: StateEvent) {
         if let Some(events) = &self.inner.events {
             // The receiver is gone only during shutdown; nothing left to do then.
@@ -151,7 +144,10 @@ impl StateMachineStore {
     /// Deletes snapshot files older than the two newest. A sender that has one open
     /// keeps reading it (unlinked files live on while open).
     fn prune_old_snapshots(&self) -> io::Result<()> {
-        for (_, path) in list_snapshots(&self.inner.snapshot_dir)?.into_iter().skip(2) {
+        for (_, path) in list_snapshots(&self.inner.snapshot_dir)?
+            .into_iter()
+            .skip(2)
+        {
             std::fs::remove_file(&path)?;
         }
         Ok(())
@@ -186,8 +182,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(ref command) => {
                         let applied = data.queue.apply(entry.log_id.index, command);
                         if let (
-                            Command::Enqueue { body, body_holders, .. },
-                            Response::Enqueued { duplicate: false, .. },
+                            Command::Enqueue {
+                                body, body_holders, ..
+                            },
+                            Response::Enqueued {
+                                duplicate: false, ..
+                            },
                         ) = (command, &applied.response)
                         {
                             events.push(StateEvent::BodyNeeded {
@@ -206,7 +206,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 replies.push((responder, response));
             }
-            self.inner.sled.persist(&data.queue, &changes, &data.last_applied, &data.membership)?;
+            self.inner
+                .sled
+                .persist(&data.queue, &changes, &data.last_applied, &data.membership)?;
         }
         for (responder, response) in replies {
             if let Some(responder) = responder {
@@ -244,7 +246,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let live: Vec<StateEvent> = body
             .queue
             .live_entries()
-            .map(|e| StateEvent::BodyNeeded { digest: e.body, holders: e.body_holders.clone() })
+            .map(|e| StateEvent::BodyNeeded {
+                digest: e.body,
+                holders: e.body_holders.clone(),
+            })
             .collect();
         {
             let mut data = self.inner.data.write().map_err(|_| poisoned())?;
@@ -277,7 +282,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             None => Ok(None),
             Some((meta, path)) => {
                 let file = tokio::fs::File::open(&path).await?;
-                Ok(Some(Snapshot { meta, snapshot: file }))
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: file,
+                }))
             }
         }
     }
@@ -298,11 +306,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let dir = self.inner.snapshot_dir.clone();
-        let path = tokio::task::spawn_blocking(move || {
-            write_durably(&dir, &snapshot_name(index), &bytes)
-        })
-        .await
-        .map_err(io::Error::other)??;
+        let path =
+            tokio::task::spawn_blocking(move || write_durably(&dir, &snapshot_name(index), &bytes))
+                .await
+                .map_err(io::Error::other)??;
         {
             let mut data = self.inner.data.write().map_err(|_| poisoned())?;
             data.current_snapshot = Some((meta.clone(), path.clone()));
@@ -311,6 +318,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         self.prune_old_snapshots()?;
         self.emit(StateEvent::SnapshotCovers { index });
         let file = tokio::fs::File::open(&path).await?;
-        Ok(Snapshot { meta, snapshot: file })
+        Ok(Snapshot {
+            meta,
+            snapshot: file,
+        })
     }
 }

@@ -18,7 +18,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for DiskStor
     ) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let failed = |e: std::io::Error| StorageError::read(TypeConfig::err_from_error(&e));
         let dir = TempDir::new().map_err(failed)?;
-        let log = LogStore::open_async(&dir.path().join("raft-log")).await.map_err(failed)?;
+        let log = LogStore::open_async(&dir.path().join("raft-log"))
+            .await
+            .map_err(failed)?;
         let state = StateMachineStore::open(dir.path(), None).map_err(failed)?;
         Ok((dir, log, state))
     }
@@ -26,5 +28,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for DiskStor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes_on_disk_stores() {
-    Suite::test_all(DiskStores).await.expect("openraft storage suite");
+    Suite::test_all(DiskStores)
+        .await
+        .expect("openraft storage suite");
 }

@@ -1,0 +1,254 @@
+//! Field-level checks shared by the stage-2 sections: units, labels and files.
+//!
+//! Each function checks one value, reports what is wrong under the key it is given, and
+//! returns `None` in that case, so callers can keep checking the other fields.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use mxfleet_core::NodeId;
+
+use super::FileChecks;
+use super::error::ErrorReport;
+use super::raw::{DurationText, SizeText};
+
+/// Bounds of `queue.max_message_size`, inclusive: 1KB and 2GB (decimal units).
+const MIN_MESSAGE_SIZE: u64 = 1000;
+const MAX_MESSAGE_SIZE: u64 = 2 * 1000 * 1000 * 1000;
+
+pub(super) fn tls_file(
+    report: &mut ErrorReport,
+    key: &str,
+    path: &Path,
+    checks: FileChecks,
+) -> Option<PathBuf> {
+    if path.as_os_str().is_empty() {
+        report.push(key, "must not be empty");
+        return None;
+    }
+    if checks == FileChecks::Filesystem
+        && let Err(why) = readable_file(path)
+    {
+        report.push(key, format!("{}: {why}", path.display()));
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
+fn readable_file(path: &Path) -> Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_owned(),
+        _ => format!("cannot access: {e}"),
+    })?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot open for reading: {e}"))
+}
+
+/// A duration setting, remembering whether the operator wrote it, so that a rule broken
+/// by a default says so.
+pub(super) struct DurationSetting {
+    pub(super) value: Duration,
+    is_default: bool,
+}
+
+impl DurationSetting {
+    fn describe(&self) -> String {
+        let shown = humantime::format_duration(self.value);
+        if self.is_default {
+            format!("{shown} (the default)")
+        } else {
+            shown.to_string()
+        }
+    }
+}
+
+/// Parses a human duration (`"250ms"`, `"7d"`), which must be greater than zero.
+pub(super) fn duration(
+    report: &mut ErrorReport,
+    key: &str,
+    text: Option<DurationText>,
+    default: Duration,
+) -> Option<DurationSetting> {
+    let Some(DurationText(text)) = text else {
+        return Some(DurationSetting {
+            value: default,
+            is_default: true,
+        });
+    };
+    match humantime::parse_duration(&text) {
+        Ok(value) if value.is_zero() => {
+            report.push(key, format!("must be greater than 0, got {text:?}"));
+            None
+        }
+        Ok(value) => Some(DurationSetting {
+            value,
+            is_default: false,
+        }),
+        Err(why) => {
+            report.push(
+                key,
+                format!(r#"{text:?} is not a duration ({why}); write e.g. "250ms", "5s" or "7d""#),
+            );
+            None
+        }
+    }
+}
+
+/// Reports `key` unless `value >= factor × base`.
+pub(super) fn at_least_multiple(
+    report: &mut ErrorReport,
+    (key, value): (&str, &DurationSetting),
+    factor: u32,
+    (base_name, base): (&str, &DurationSetting),
+    reason: &str,
+) {
+    let minimum = base.value.saturating_mul(factor);
+    if value.value < minimum {
+        report.push(
+            key,
+            format!(
+                "must be at least {factor} × {base_name} = {} ({reason}), got {}; \
+                 raise it, or lower {base_name}, now {}",
+                humantime::format_duration(minimum),
+                value.describe(),
+                base.describe(),
+            ),
+        );
+    }
+}
+
+/// Parses `"64MB"` (decimal) or `"64MiB"` (binary) into bytes, within the allowed bounds.
+pub(super) fn message_size(
+    report: &mut ErrorReport,
+    text: Option<SizeText>,
+    default: u64,
+) -> Option<u64> {
+    const KEY: &str = "queue.max_message_size";
+    let Some(SizeText(text)) = text else {
+        return Some(default);
+    };
+    let bytes = match text.trim().parse::<ByteSize>() {
+        Ok(size) => size.as_u64(),
+        Err(why) => {
+            report.push(
+                KEY,
+                format!(r#"{text:?} is not a size ({why}); write e.g. "64MB" or "64MiB""#),
+            );
+            return None;
+        }
+    };
+    if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&bytes) {
+        report.push(
+            KEY,
+            format!(
+                "must be between 1KB ({MIN_MESSAGE_SIZE} bytes) and 2GB ({MAX_MESSAGE_SIZE} \
+                 bytes), got {text:?} = {bytes} bytes"
+            ),
+        );
+        return None;
+    }
+    Some(bytes)
+}
+
+pub(super) fn required<T>(
+    report: &mut ErrorReport,
+    key: &str,
+    value: Option<T>,
+    hint: &str,
+) -> Option<T> {
+    if value.is_none() {
+        report.push(key, format!("is required: {hint}"));
+    }
+    value
+}
+
+pub(super) fn non_zero_id(report: &mut ErrorReport, key: &str, id: NodeId) -> Option<NodeId> {
+    if id == 0 {
+        report.push(key, "must not be 0: node ids start at 1");
+        return None;
+    }
+    Some(id)
+}
+
+/// A datacenter label: `[a-z0-9-_.]+`.
+pub(super) fn site_label(report: &mut ErrorReport, key: &str, site: String) -> Option<String> {
+    if site.is_empty() {
+        report.push(
+            key,
+            r#"must not be empty: a datacenter label such as "fra1""#,
+        );
+        return None;
+    }
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b);
+    if !site.bytes().all(allowed) {
+        report.push(
+            key,
+            format!(r#"{site:?} may only contain a-z, 0-9, '-', '_' and '.', e.g. "fra1""#),
+        );
+        return None;
+    }
+    Some(site)
+}
+
+pub(super) fn node_name(report: &mut ErrorReport, name: String) -> Option<String> {
+    if name.is_empty() {
+        report.push(
+            "node.name",
+            "must not be empty; remove the key to default to the machine hostname",
+        );
+        return None;
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        report.push(
+            "node.name",
+            format!("{name:?} must not contain spaces or control characters"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+pub(super) fn default_node_name(id: NodeId, checks: FileChecks) -> String {
+    let hostname = match checks {
+        FileChecks::Filesystem => machine_hostname(),
+        FileChecks::Skip => None,
+    };
+    hostname.unwrap_or_else(|| format!("mxfleet-node-{id}"))
+}
+
+/// The kernel's hostname on Linux, else `/etc/hostname`; `None` if neither is readable.
+fn machine_hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned())
+        .find(|name| !name.is_empty() && !name.chars().any(char::is_whitespace))
+}
+
+pub(super) fn data_dir(
+    report: &mut ErrorReport,
+    dir: PathBuf,
+    checks: FileChecks,
+) -> Option<PathBuf> {
+    if dir.as_os_str().is_empty() {
+        report.push("node.data_dir", "must not be empty");
+        return None;
+    }
+    // A missing directory is fine: it is created on first start.
+    if checks == FileChecks::Filesystem
+        && let Ok(metadata) = std::fs::metadata(&dir)
+        && !metadata.is_dir()
+    {
+        report.push(
+            "node.data_dir",
+            format!("{} exists but is not a directory", dir.display()),
+        );
+        return None;
+    }
+    Some(dir)
+}

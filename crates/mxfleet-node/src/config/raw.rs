@@ -1,0 +1,187 @@
+//! Stage 1: the TOML file as written, checked only for shape.
+//!
+//! Every struct here denies unknown keys, so a typo such as `heartbeat_intreval` is an
+//! error with its key path instead of a silently ignored setting. Nearly every field is
+//! optional: whether a value is required, and what it defaults to, is decided in stage 2
+//! ([`super::validated`]), which can then report all missing keys at once.
+//!
+//! Durations, sizes and addresses stay strings here ([`DurationText`], [`SizeText`]), so
+//! a bad unit is a stage-2 error collected alongside every other one, not the first and
+//! only serde error. Serde stops at its first problem, so stage 1 reports at most one
+//! (a syntax error, an unknown key or a wrong TOML type), located by key path and line.
+//!
+//! Layout: [`RawConfig`] holds one struct per TOML table: [`RawNode`], [`RawPeer`],
+//! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`] and [`RawQueue`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Visitor};
+
+use super::error::ErrorReport;
+
+/// The whole file. A missing table is the same as an empty one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawConfig {
+    pub node: RawNode,
+    pub peer: RawPeer,
+    pub cluster: RawCluster,
+    pub raft: RawRaft,
+    pub queue: RawQueue,
+}
+
+/// `[node]`: who this member is and where it keeps its state.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [node] table")]
+pub(crate) struct RawNode {
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    pub site: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[peer]`: the Raft and replication port between fleet members.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [peer] table")]
+pub(crate) struct RawPeer {
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub plaintext: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// `[cluster]`: the voters that bootstrap a brand-new fleet.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [cluster] table")]
+pub(crate) struct RawCluster {
+    pub initial_members: Vec<RawMember>,
+}
+
+/// One `cluster.initial_members` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = r#"a member such as { id = 1, addr = "10.0.1.5:7401", site = "fra1" }"#
+)]
+pub(crate) struct RawMember {
+    pub id: Option<u64>,
+    pub addr: Option<String>,
+    pub site: Option<String>,
+}
+
+/// `[raft]`: consensus timers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [raft] table")]
+pub(crate) struct RawRaft {
+    pub heartbeat_interval: Option<DurationText>,
+    pub election_timeout: Option<DurationText>,
+    pub write_timeout: Option<DurationText>,
+    pub snapshot_every: Option<u64>,
+}
+
+/// `[queue]`: limits of the replicated queue.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [queue] table")]
+pub(crate) struct RawQueue {
+    pub dedup_window: Option<DurationText>,
+    pub max_message_size: Option<SizeText>,
+    pub blob_quorum_timeout: Option<DurationText>,
+}
+
+/// A duration as written, e.g. `"250ms"`; parsed with `humantime` in stage 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DurationText(pub String);
+
+/// A size as written, e.g. `"64MB"` or `"64MiB"`; parsed with `bytesize` in stage 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SizeText(pub String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(StringVisitor {
+                expecting: r#"a duration string such as "250ms", "5s" or "7d""#,
+            })
+            .map(DurationText)
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(StringVisitor {
+                expecting: r#"a size string such as "64MB" or "64MiB""#,
+            })
+            .map(SizeText)
+    }
+}
+
+/// Accepts a string, and words the type error for the unit-bearing field it reads.
+struct StringVisitor {
+    expecting: &'static str,
+}
+
+impl Visitor<'_> for StringVisitor {
+    type Value = String;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+        Ok(value.to_owned())
+    }
+}
+
+/// Parses `text` into its raw shape, or reports the first syntax, type or unknown-key
+/// error with its dotted key path and line.
+pub(crate) fn deserialize(text: &str, report: &mut ErrorReport) -> Option<RawConfig> {
+    let deserializer = match toml::Deserializer::parse(text) {
+        Ok(deserializer) => deserializer,
+        Err(syntax) => {
+            // A syntax error has no key path: the document did not get that far.
+            report.push("", located(text, &syntax));
+            return None;
+        }
+    };
+    match serde_path_to_error::deserialize::<_, RawConfig>(deserializer) {
+        Ok(raw) => Some(raw),
+        Err(error) => {
+            // An empty path prints as "."; the report uses "" for the whole file.
+            let key = match error.path().to_string() {
+                root if root == "." => String::new(),
+                path => path,
+            };
+            report.push(key, located(text, error.inner()));
+            None
+        }
+    }
+}
+
+/// The error message followed by its 1-based line and column, when TOML knows them.
+///
+/// `toml::de::Error`'s own `Display` draws a multi-line source excerpt; the report keeps
+/// one line per problem, so only the message and position are kept.
+fn located(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let (line, column) = line_and_column(text, span.start);
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_owned(),
+    }
+}
+
+fn line_and_column(text: &str, byte_offset: usize) -> (usize, usize) {
+    let before = text.get(..byte_offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}

@@ -1,0 +1,583 @@
+//! Stage 2: the typed, checked configuration the node is wired from.
+//!
+//! [`validate`] turns a [`RawConfig`] into a [`NodeConfig`]: it applies defaults, parses
+//! units and addresses, and checks every rule, including rules across keys
+//! (`election_timeout >= 3 × heartbeat_interval`, this node's entry in
+//! `initial_members`). It never stops at the first problem: each field is checked on its
+//! own and yields `None` when it is wrong, rules across keys run on whatever did parse,
+//! and a `NodeConfig` is only assembled when the report is clean.
+//!
+//! Everything here is plain data with public fields, so the dev cluster and tests can
+//! build a `NodeConfig` in code (for instance with tiny [`RaftTimers`]) without a file.
+//!
+//! Layout: the types ([`NodeConfig`] and its sections), then [`validate`], then one
+//! `check_*` function per section. Field-level parsing (units, labels, files) lives in
+//! [`super::fields`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mxfleet_core::NodeId;
+
+use super::FileChecks;
+use super::error::ErrorReport;
+use super::fields::{
+    at_least_multiple, data_dir, default_node_name, duration, message_size, node_name, non_zero_id,
+    required, site_label, tls_file,
+};
+use super::host_port::HostPort;
+use super::raw::{RawConfig, RawMember, RawNode, RawPeer, RawQueue, RawRaft};
+
+/// Everything one fleet member needs to start, checked before any socket is bound.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node: NodeIdentity,
+    pub peer: PeerConfig,
+    pub cluster: ClusterConfig,
+    pub raft: RaftTimers,
+    pub queue: QueueLimits,
+}
+
+/// `[node]`: who this member is and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    /// Non-zero and unique in the fleet; the Raft node id.
+    pub id: NodeId,
+    /// Human name for logs and status tables; defaults to the machine hostname.
+    pub name: String,
+    /// Datacenter label (`[a-z0-9-_.]+`). Voters spread over three or more sites let
+    /// the fleet survive the loss of a whole site.
+    pub site: String,
+    /// Raft log, snapshots and message bodies. Created on first start if missing.
+    pub data_dir: PathBuf,
+}
+
+/// `[peer]`: the Raft and replication port between fleet members.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Where the peer server binds.
+    pub listen: SocketAddr,
+    /// `host:port` the other members dial, normalized (names lowercased, IPv6 in
+    /// brackets). Equals `listen` unless `advertise` was given.
+    pub advertise: String,
+    pub transport: PeerTransport,
+}
+
+/// How peer connections are secured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerTransport {
+    /// No TLS at all: development only, chosen with an explicit `plaintext = true`.
+    Plaintext,
+    /// Mutual TLS: this node presents `cert`/`key`, and accepts and dials only peers
+    /// whose certificate is signed by `ca`. All three are PEM files.
+    MutualTls {
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+    },
+}
+
+/// `[cluster]`: how a brand-new fleet is bootstrapped.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// On first start with an empty `data_dir`, the member with the lowest id here
+    /// initializes the cluster with all of these as voters. A node not listed waits to
+    /// be added as a learner. Ignored once the Raft log exists.
+    pub initial_members: Vec<InitialMember>,
+}
+
+/// One bootstrap voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub id: NodeId,
+    /// `host:port` of its peer port, normalized like [`PeerConfig::advertise`].
+    pub addr: String,
+    pub site: String,
+}
+
+/// `[raft]`: consensus timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTimers {
+    /// How often the leader heartbeats its followers.
+    pub heartbeat_interval: Duration,
+    /// Minimum election timeout; the randomized maximum is twice this.
+    pub election_timeout: Duration,
+    /// A write not committed by then fails as `NoQuorum`, which SMTP answers with 451.
+    pub write_timeout: Duration,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTimers {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(5),
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+/// `[queue]`: limits of the replicated queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// How long a message's dedup key (its Message-ID) is remembered, so that a message
+    /// relayed twice within the window is queued once.
+    pub dedup_window: Duration,
+    /// Largest accepted message, in bytes (SMTP `SIZE`).
+    pub max_message_size: u64,
+    /// How long to wait for a write quorum of peers to fsync a message body.
+    pub blob_quorum_timeout: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            dedup_window: Duration::from_secs(7 * 24 * 60 * 60),
+            max_message_size: 64 * 1000 * 1000,
+            blob_quorum_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+const MIN_SNAPSHOT_EVERY: u64 = 100;
+
+/// Checks every rule, reporting every problem; `Some` only if `report` stays clean.
+pub(crate) fn validate(
+    raw: RawConfig,
+    checks: FileChecks,
+    report: &mut ErrorReport,
+) -> Option<NodeConfig> {
+    // Every check runs before anything is assembled, so that all problems are reported.
+    let node = check_node(raw.node, checks, report);
+    let peer = check_peer(raw.peer, checks, report);
+    let members = check_initial_members(raw.cluster.initial_members, report);
+    check_own_entry(&node, peer.advertised.as_ref(), &members, report);
+    let raft = check_raft(raw.raft, report);
+    let queue = check_queue(raw.queue, report);
+
+    if !report.is_clean() {
+        return None;
+    }
+    let initial_members = members
+        .into_iter()
+        .map(MemberDraft::finish)
+        .collect::<Option<Vec<_>>>()?;
+    Some(NodeConfig {
+        node: NodeIdentity {
+            id: node.id?,
+            name: node.name?,
+            site: node.site?,
+            data_dir: node.data_dir?,
+        },
+        peer: PeerConfig {
+            listen: peer.listen?,
+            advertise: peer.advertised?.addr.to_string(),
+            transport: peer.transport?,
+        },
+        cluster: ClusterConfig { initial_members },
+        raft: raft?,
+        queue: queue?,
+    })
+}
+
+/// `[node]` with each field checked on its own: `None` where it was wrong.
+struct NodeDraft {
+    id: Option<NodeId>,
+    name: Option<String>,
+    site: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+fn check_node(raw: RawNode, checks: FileChecks, report: &mut ErrorReport) -> NodeDraft {
+    let id = required(
+        report,
+        "node.id",
+        raw.id,
+        "a non-zero integer, unique in the fleet, e.g. id = 1",
+    )
+    .and_then(|id| non_zero_id(report, "node.id", id));
+    let name = match raw.name {
+        Some(name) => node_name(report, name),
+        None => id.map(|id| default_node_name(id, checks)),
+    };
+    let site = required(
+        report,
+        "node.site",
+        raw.site,
+        r#"the datacenter label, e.g. site = "fra1""#,
+    )
+    .and_then(|site| site_label(report, "node.site", site));
+    let data_dir = required(
+        report,
+        "node.data_dir",
+        raw.data_dir,
+        r#"where the Raft log and message bodies live, e.g. data_dir = "/var/lib/mxfleet""#,
+    )
+    .and_then(|dir| data_dir(report, dir, checks));
+    NodeDraft {
+        id,
+        name,
+        site,
+        data_dir,
+    }
+}
+
+/// The address peers dial, and which key it came from (for error messages).
+struct Advertised {
+    addr: HostPort,
+    from_key: &'static str,
+}
+
+struct PeerDraft {
+    listen: Option<SocketAddr>,
+    advertised: Option<Advertised>,
+    transport: Option<PeerTransport>,
+}
+
+fn check_peer(mut raw: RawPeer, checks: FileChecks, report: &mut ErrorReport) -> PeerDraft {
+    let listen = required(
+        report,
+        "peer.listen",
+        raw.listen.take(),
+        r#"the IP:port the peer port binds, e.g. listen = "0.0.0.0:7401""#,
+    )
+    .and_then(|text| listen_addr(report, &text));
+    let advertised = match raw.advertise.take() {
+        Some(text) => advertise_addr(report, &text),
+        None => listen.and_then(|listen| advertise_from_listen(report, listen)),
+    };
+    let transport = peer_transport(report, &raw, checks);
+    PeerDraft {
+        listen,
+        advertised,
+        transport,
+    }
+}
+
+fn listen_addr(report: &mut ErrorReport, text: &str) -> Option<SocketAddr> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => {
+            report.push(
+                "peer.listen",
+                "port 0 would bind an ephemeral port that peers cannot find; give a fixed port",
+            );
+            None
+        }
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            report.push(
+                "peer.listen",
+                format!(
+                    "{text:?} is not an IP:port to bind, e.g. \"0.0.0.0:7401\" or \
+                     \"[::]:7401\" (a DNS name belongs in peer.advertise)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn advertise_addr(report: &mut ErrorReport, text: &str) -> Option<Advertised> {
+    match HostPort::parse(text) {
+        Ok(addr) if addr.is_unspecified() => {
+            report.push(
+                "peer.advertise",
+                format!(
+                    "{addr} can be bound but not dialled; give the address the other \
+                     members reach this node at"
+                ),
+            );
+            None
+        }
+        Ok(addr) => Some(Advertised {
+            addr,
+            from_key: "peer.advertise",
+        }),
+        Err(why) => {
+            report.push("peer.advertise", why);
+            None
+        }
+    }
+}
+
+fn advertise_from_listen(report: &mut ErrorReport, listen: SocketAddr) -> Option<Advertised> {
+    if listen.ip().is_unspecified() {
+        report.push(
+            "peer.advertise",
+            format!(
+                "is required because peer.listen = \"{listen}\" binds every interface, \
+                 which peers cannot dial; set it to the address the other members reach \
+                 this node at, e.g. advertise = \"10.0.1.5:{}\"",
+                listen.port()
+            ),
+        );
+        return None;
+    }
+    match HostPort::from_socket_addr(listen) {
+        Ok(addr) => Some(Advertised {
+            addr,
+            from_key: "peer.listen",
+        }),
+        Err(why) => {
+            report.push("peer.listen", why);
+            None
+        }
+    }
+}
+
+/// Plaintext only when asked for explicitly; otherwise all three TLS files.
+fn peer_transport(
+    report: &mut ErrorReport,
+    raw: &RawPeer,
+    checks: FileChecks,
+) -> Option<PeerTransport> {
+    let tls_files = [
+        ("peer.tls_cert", raw.tls_cert.as_deref()),
+        ("peer.tls_key", raw.tls_key.as_deref()),
+        ("peer.tls_ca", raw.tls_ca.as_deref()),
+    ];
+    let given: Vec<&str> = tls_files
+        .iter()
+        .filter(|(_, path)| path.is_some())
+        .map(|(key, _)| *key)
+        .collect();
+
+    if raw.plaintext == Some(true) {
+        if given.is_empty() {
+            return Some(PeerTransport::Plaintext);
+        }
+        report.push(
+            "peer.plaintext",
+            format!(
+                "plaintext = true turns peer TLS off, but {} {} set; remove plaintext = true \
+                 to use mutual TLS, or remove the tls_* keys",
+                given.join(", "),
+                if given.len() == 1 { "is" } else { "are" },
+            ),
+        );
+        return None;
+    }
+
+    if given.is_empty() {
+        report.push(
+            "peer",
+            "no TLS configured: give tls_cert, tls_key and tls_ca (PEM files) for mutual TLS \
+             between fleet members, or set plaintext = true for a development fleet \
+             (peer traffic then travels unencrypted and unauthenticated)",
+        );
+        return None;
+    }
+    let [cert, key, ca] = tls_files.map(|(key, path)| match path {
+        Some(path) => tls_file(report, key, path, checks),
+        None => {
+            report.push(
+                key,
+                "is required: mutual TLS needs all of tls_cert, tls_key and tls_ca; \
+                 or set plaintext = true for a development fleet",
+            );
+            None
+        }
+    });
+    Some(PeerTransport::MutualTls {
+        cert: cert?,
+        key: key?,
+        ca: ca?,
+    })
+}
+
+/// One `initial_members` entry with each field checked on its own.
+struct MemberDraft {
+    id: Option<NodeId>,
+    addr: Option<HostPort>,
+    site: Option<String>,
+}
+
+impl MemberDraft {
+    fn finish(self) -> Option<InitialMember> {
+        Some(InitialMember {
+            id: self.id?,
+            addr: self.addr?.to_string(),
+            site: self.site?,
+        })
+    }
+}
+
+fn check_initial_members(raw: Vec<RawMember>, report: &mut ErrorReport) -> Vec<MemberDraft> {
+    // First index at which each id and address appears, to name it in duplicate errors.
+    let mut first_with_id: HashMap<NodeId, usize> = HashMap::new();
+    let mut first_with_addr: HashMap<String, usize> = HashMap::new();
+    let mut drafts = Vec::with_capacity(raw.len());
+    for (index, member) in raw.into_iter().enumerate() {
+        let prefix = format!("cluster.initial_members[{index}]");
+        let id_key = format!("{prefix}.id");
+        let id = required(report, &id_key, member.id, "a non-zero node id")
+            .and_then(|id| non_zero_id(report, &id_key, id));
+        if let Some(id) = id
+            && let first = *first_with_id.entry(id).or_insert(index)
+            && first != index
+        {
+            report.push(
+                id_key,
+                format!(
+                    "id {id} is already used by cluster.initial_members[{first}]; \
+                     member ids must be unique"
+                ),
+            );
+        }
+
+        let addr_key = format!("{prefix}.addr");
+        let addr = required(
+            report,
+            &addr_key,
+            member.addr,
+            r#"the member's peer host:port, e.g. addr = "10.0.1.5:7401""#,
+        )
+        .and_then(|text| match HostPort::parse(&text) {
+            Ok(addr) if addr.is_unspecified() => {
+                report.push(&addr_key, format!("{addr} can be bound but not dialled"));
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(why) => {
+                report.push(&addr_key, why);
+                None
+            }
+        });
+        if let Some(addr) = &addr
+            && let first = *first_with_addr.entry(addr.to_string()).or_insert(index)
+            && first != index
+        {
+            report.push(
+                &addr_key,
+                format!("{addr} is already the address of cluster.initial_members[{first}]"),
+            );
+        }
+
+        let site_key = format!("{prefix}.site");
+        let site = required(report, &site_key, member.site, r#"e.g. site = "fra1""#)
+            .and_then(|site| site_label(report, &site_key, site));
+        drafts.push(MemberDraft { id, addr, site });
+    }
+    drafts
+}
+
+/// If this node is a bootstrap voter, its entry must say how the others reach it and
+/// where it is; otherwise the fleet would bootstrap with an address nobody answers on.
+fn check_own_entry(
+    node: &NodeDraft,
+    advertised: Option<&Advertised>,
+    members: &[MemberDraft],
+    report: &mut ErrorReport,
+) {
+    let Some(own_id) = node.id else { return };
+    for (index, member) in members.iter().enumerate() {
+        if member.id != Some(own_id) {
+            continue;
+        }
+        if let (Some(listed), Some(advertised)) = (&member.addr, advertised)
+            && listed != &advertised.addr
+        {
+            report.push(
+                format!("cluster.initial_members[{index}].addr"),
+                format!(
+                    "this entry is node {own_id} itself, so it must be the address the \
+                     others dial, {} (from {}), not {listed}",
+                    advertised.addr, advertised.from_key
+                ),
+            );
+        }
+        if let (Some(listed), Some(own_site)) = (&member.site, &node.site)
+            && listed != own_site
+        {
+            report.push(
+                format!("cluster.initial_members[{index}].site"),
+                format!(
+                    "this entry is node {own_id} itself, so it must be its node.site \
+                     {own_site:?}, not {listed:?}"
+                ),
+            );
+        }
+    }
+}
+
+fn check_raft(raw: RawRaft, report: &mut ErrorReport) -> Option<RaftTimers> {
+    let defaults = RaftTimers::default();
+    let heartbeat = duration(
+        report,
+        "raft.heartbeat_interval",
+        raw.heartbeat_interval,
+        defaults.heartbeat_interval,
+    );
+    let election = duration(
+        report,
+        "raft.election_timeout",
+        raw.election_timeout,
+        defaults.election_timeout,
+    );
+    let write = duration(
+        report,
+        "raft.write_timeout",
+        raw.write_timeout,
+        defaults.write_timeout,
+    );
+    if let (Some(heartbeat), Some(election)) = (&heartbeat, &election) {
+        at_least_multiple(
+            report,
+            ("raft.election_timeout", election),
+            3,
+            ("heartbeat_interval", heartbeat),
+            "so that a few lost heartbeats do not trigger an election",
+        );
+    }
+    if let (Some(election), Some(write)) = (&election, &write) {
+        at_least_multiple(
+            report,
+            ("raft.write_timeout", write),
+            2,
+            ("election_timeout", election),
+            "so that a write can survive one leader election",
+        );
+    }
+    let snapshot_every = raw.snapshot_every.unwrap_or(defaults.snapshot_every);
+    if snapshot_every < MIN_SNAPSHOT_EVERY {
+        report.push(
+            "raft.snapshot_every",
+            format!(
+                "must be at least {MIN_SNAPSHOT_EVERY} log entries (snapshotting more often \
+                 costs more than it saves), got {snapshot_every}"
+            ),
+        );
+    }
+    Some(RaftTimers {
+        heartbeat_interval: heartbeat?.value,
+        election_timeout: election?.value,
+        write_timeout: write?.value,
+        snapshot_every,
+    })
+}
+
+fn check_queue(raw: RawQueue, report: &mut ErrorReport) -> Option<QueueLimits> {
+    let defaults = QueueLimits::default();
+    let dedup_window = duration(
+        report,
+        "queue.dedup_window",
+        raw.dedup_window,
+        defaults.dedup_window,
+    );
+    let max_message_size = message_size(report, raw.max_message_size, defaults.max_message_size);
+    let blob_quorum_timeout = duration(
+        report,
+        "queue.blob_quorum_timeout",
+        raw.blob_quorum_timeout,
+        defaults.blob_quorum_timeout,
+    );
+    Some(QueueLimits {
+        dedup_window: dedup_window?.value,
+        max_message_size: max_message_size?,
+        blob_quorum_timeout: blob_quorum_timeout?.value,
+    })
+}

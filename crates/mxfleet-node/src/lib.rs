@@ -1,0 +1,3 @@
+//! mxfleet-node: one fleet member, wired from its configuration.
+
+pub mod config;

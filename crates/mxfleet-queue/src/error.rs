@@ -1,0 +1,49 @@
+//! The errors the queue's public handle returns. Each one maps to one SMTP answer at
+//! intake: `NoQuorum` → 451 4.3.0, `StorageFull` → 452 4.3.1, `TooLarge` → 552 5.3.4.
+
+use std::time::Duration;
+
+use mxfleet_core::Rejection;
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No majority could be reached in time: nothing was acknowledged. The caller
+    /// answers a temporary failure; a retry is deduplicated.
+    #[error("no quorum within {waited:?}: {detail}")]
+    NoQuorum { waited: Duration, detail: String },
+    /// This node (or too many peers) cannot store the body.
+    #[error("storage full: {detail}")]
+    StorageFull { detail: String },
+    /// The message or its envelope is larger than allowed.
+    #[error("too large: {what} exceeds {limit} bytes")]
+    TooLarge { what: &'static str, limit: u64 },
+    /// The state machine refused the command (stale token, unknown message, ...).
+    #[error("refused: {0}")]
+    Refused(Rejection),
+    /// The node is shutting down or its storage failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a queue node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open {what} under {path}: {source}")]
+    Storage {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid raft settings: {0}")]
+    RaftConfig(String),
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}

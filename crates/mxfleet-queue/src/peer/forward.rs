@@ -1,0 +1,42 @@
+//! Writes that a follower forwards to the leader, and the leader's answers.
+//!
+//! openraft does not forward writes; we do. Any node may receive an SMTP transaction or
+//! an admin request; it proposes locally when it leads and otherwise sends the write to
+//! the leader it knows over the peer port.
+
+use mxfleet_core::{Command, NodeId, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::types::PeerNode;
+
+/// A write that must be proposed by the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardedWrite {
+    Command(Command),
+    AddLearner { id: NodeId, node: PeerNode },
+    Promote { id: NodeId },
+    Remove { id: NodeId },
+    TransferLeader { to: NodeId },
+}
+
+/// What the leader answers for a forwarded write.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardedResponse {
+    /// The command's answer, and the log index it was committed at.
+    Command { response: Response, log_index: u64 },
+    /// A membership change committed at this log index.
+    Membership { log_index: u64 },
+    /// Leadership transfer started.
+    TransferStarted,
+}
+
+impl ForwardedResponse {
+    /// The log index the write was committed at, if it was a log entry.
+    pub(crate) fn log_index(&self) -> Option<u64> {
+        match self {
+            ForwardedResponse::Command { log_index, .. }
+            | ForwardedResponse::Membership { log_index } => Some(*log_index),
+            ForwardedResponse::TransferStarted => None,
+        }
+    }
+}

@@ -1,0 +1,887 @@
+//! The `Queue` handle: the only way the rest of mxfleet touches the replicated queue.
+//!
+//! A write (enqueue, a delivery outcome, an operator action, a membership change) is
+//! proposed locally when this node leads, and otherwise forwarded to the leader over
+//! the peer port. It returns once the entry is committed and applied, or fails with a
+//! typed error within `write_timeout`: a node cut off from the majority answers
+//! `NoQuorum` instead of hanging. Enqueue is idempotent on the dedup key, so a caller
+//! that retries after an unknown outcome stores nothing twice.
+//!
+//! Lifecycle: `Queue::start` opens the stores, binds the peer port, starts Raft and the
+//! body keeper, and bootstraps a new cluster when this node is the lowest id among the
+//! configured initial members. Every task is spawned on the caller's `TaskTracker` and
+//! stops on its `CancellationToken`; `Queue::shutdown` then stops Raft.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mxfleet_core::{
+    BodyDigest, Command, DedupKey, Envelope, NodeId, QueueEntry, QueueId, Response, UnixMillis,
+};
+use mxfleet_proto::MAX_MESSAGE_BYTES;
+use mxfleet_proto::raft::v1::raft_peer_server::RaftPeerServer;
+use mxfleet_proto::raft::v1::{ForwardRequest, forward_error, forward_reply};
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::blob_replication::{replicate_to_quorum, run_body_keeper};
+use crate::blob_store::{BlobStore, BlobWriter, StoredBlob};
+use crate::config::QueueConfig;
+use crate::error::{QueueError, StartError};
+use crate::log_store::LogStore;
+use crate::peer::forward::{ForwardedResponse, ForwardedWrite};
+use crate::peer::raft_client::PeerNetwork;
+use crate::peer::service::PeerService;
+use crate::peer::transport::PeerChannels;
+use crate::state_machine::StateMachineStore;
+use crate::types::{PeerNode, Raft, WIRE_FORMAT, decode, encode};
+
+/// The largest encoded envelope accepted. With at most `MAX_PAYLOAD_ENTRIES` entries
+/// per AppendEntries message, this keeps every peer message under 4 MiB.
+pub const MAX_ENVELOPE_BYTES: usize = 128 * 1024;
+const MAX_PAYLOAD_ENTRIES: u64 = 30;
+/// How long the peer server waits for open streams to end at shutdown.
+const PEER_DRAIN_DEADLINE: Duration = Duration::from_secs(1);
+const _: () = assert!(MAX_ENVELOPE_BYTES * (MAX_PAYLOAD_ENTRIES as usize) < MAX_MESSAGE_BYTES);
+
+/// The answer to a successful enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueReceipt {
+    pub id: QueueId,
+    /// True when the fleet already had this submission; nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// One member as the cluster status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub addr: String,
+    pub site: String,
+    pub voter: bool,
+    /// The highest log index the leader knows this member holds (leader's view only).
+    pub matched_index: Option<u64>,
+}
+
+/// This node's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub role: &'static str,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+/// Why a write could not be proposed on this node.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LocalWriteError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<(NodeId, PeerNode)> },
+    #[error("not committed: {0}")]
+    NoQuorum(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// State shared by the handle, the peer service and the background tasks.
+pub(crate) struct QueueCore {
+    pub(crate) id: NodeId,
+    pub(crate) config: QueueConfig,
+    pub(crate) raft: Raft,
+    pub(crate) state: StateMachineStore,
+    pub(crate) log: LogStore,
+    pub(crate) blobs: BlobStore,
+    pub(crate) channels: Arc<PeerChannels>,
+    pub(crate) max_message_size: u64,
+    pub(crate) tracker: TaskTracker,
+    incoming_seq: AtomicU64,
+}
+
+impl QueueCore {
+    /// A fresh spool path for a snapshot being received.
+    pub(crate) fn incoming_snapshot_path(&self) -> PathBuf {
+        let seq = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
+        self.config
+            .data_dir
+            .join("snapshots")
+            .join(format!("incoming-{seq}.spool"))
+    }
+
+    /// The node record of `id` in the current membership.
+    pub(crate) fn member(&self, id: NodeId) -> Option<PeerNode> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// Voter ids of the current membership.
+    pub(crate) fn voters(&self) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Every member (voters and learners) with its address.
+    pub(crate) fn members(&self) -> BTreeMap<NodeId, PeerNode> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    }
+
+    /// Proposes `write` on this node, which must be the leader.
+    pub(crate) async fn propose_local(
+        &self,
+        write: ForwardedWrite,
+    ) -> Result<ForwardedResponse, LocalWriteError> {
+        let timeout = self.config.write_timeout;
+        let proposal = async {
+            match write {
+                ForwardedWrite::Command(command) => {
+                    self.raft
+                        .client_write(command)
+                        .await
+                        .map(|r| ForwardedResponse::Command {
+                            response: r.data,
+                            log_index: r.log_id.index,
+                        })
+                }
+                ForwardedWrite::AddLearner { id, node } => {
+                    self.raft.add_learner(id, node, false).await.map(|r| {
+                        ForwardedResponse::Membership {
+                            log_index: r.log_id.index,
+                        }
+                    })
+                }
+                ForwardedWrite::Promote { id } => self
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map(|r| ForwardedResponse::Membership {
+                        log_index: r.log_id.index,
+                    }),
+                ForwardedWrite::Remove { id } => {
+                    let change = if self.voters().contains(&id) {
+                        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                    } else {
+                        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                    };
+                    self.raft.change_membership(change, false).await.map(|r| {
+                        ForwardedResponse::Membership {
+                            log_index: r.log_id.index,
+                        }
+                    })
+                }
+                ForwardedWrite::TransferLeader { to } => {
+                    if !self.raft.is_leader() {
+                        let leader = self.raft.current_leader().await;
+                        return Err(LocalWriteError::NotLeader {
+                            leader: leader.and_then(|l| self.member(l).map(|n| (l, n))),
+                        });
+                    }
+                    self.raft
+                        .trigger()
+                        .transfer_leader(to)
+                        .await
+                        .map_err(|e| LocalWriteError::Refused(e.to_string()))?;
+                    return Ok(ForwardedResponse::TransferStarted);
+                }
+            }
+            .map_err(classify_write_error)
+        };
+        match tokio::time::timeout(timeout, proposal).await {
+            Ok(result) => result,
+            Err(_) => Err(LocalWriteError::NoQuorum(format!(
+                "not committed within {timeout:?}"
+            ))),
+        }
+    }
+}
+
+fn classify_write_error(
+    error: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>,
+) -> LocalWriteError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward))
+        | RaftError::APIError(ClientWriteError::LogEntryDiscarded(forward)) => {
+            LocalWriteError::NotLeader {
+                leader: forward.leader_id.zip(forward.leader_node),
+            }
+        }
+        // A previous membership change is still being committed (for example right
+        // after an election): transient, retried until the write deadline.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(e),
+        )) => LocalWriteError::NoQuorum(e.to_string()),
+        RaftError::APIError(other) => LocalWriteError::Refused(other.to_string()),
+        RaftError::Fatal(fatal) => LocalWriteError::Refused(format!("raft stopped: {fatal}")),
+    }
+}
+
+/// The handle to this node's replicated queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    core: Arc<QueueCore>,
+    local_addr: SocketAddr,
+    advertise: String,
+}
+
+impl Queue {
+    /// Opens the stores, starts Raft and the peer server, and bootstraps the cluster
+    /// if this node is the lowest id of `initial_members` and nothing is on disk yet.
+    pub async fn start(
+        config: QueueConfig,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Queue, StartError> {
+        let data_dir = config.data_dir.clone();
+        let storage =
+            |what, path: PathBuf| move |source| StartError::Storage { what, path, source };
+        std::fs::create_dir_all(&data_dir).map_err(storage("data directory", data_dir.clone()))?;
+        let log_dir = data_dir.join("raft-log");
+        let log = LogStore::open_async(&log_dir)
+            .await
+            .map_err(storage("raft log", log_dir))?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let state_dir = data_dir.clone();
+        let state = tokio::task::spawn_blocking(move || {
+            StateMachineStore::open(&state_dir, Some(events_tx))
+        })
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?
+        .map_err(storage("state machine", data_dir.clone()))?;
+        let blob_dir = data_dir.join("bodies");
+        let blobs = BlobStore::open(&blob_dir)
+            .await
+            .map_err(|e| StartError::Storage {
+                what: "blob store",
+                path: blob_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let advertise = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+
+        let channels = Arc::new(PeerChannels::new(
+            config.tls.clone(),
+            config.election_timeout,
+        ));
+        let raft_config = openraft::Config {
+            cluster_name: "mxfleet".into(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.election_timeout.as_millis() as u64,
+            election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            // Keep half a snapshot interval of log for followers that lag a little;
+            // purge in batches so that each purge costs one fsync.
+            max_in_snapshot_log_to_keep: (config.snapshot_every / 2).min(1000),
+            purge_batch_size: (config.snapshot_every / 2).clamp(1, 64),
+            install_snapshot_timeout: 30_000,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::RaftConfig(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            PeerNetwork {
+                channels: channels.clone(),
+            },
+            log.clone(),
+            state.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let core = Arc::new(QueueCore {
+            id: config.node_id,
+            max_message_size: config.max_message_size,
+            config: config.clone(),
+            raft,
+            state,
+            log,
+            blobs,
+            channels,
+            tracker: tracker.clone(),
+            incoming_seq: AtomicU64::new(0),
+        });
+
+        let service = RaftPeerServer::new(PeerService { core: core.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = config.tls.server_config() {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| StartError::Raft(format!("peer TLS: {e}")))?;
+        }
+        let router = server.add_service(service);
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let incoming = TcpListenerStream::new(listener);
+            let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled());
+            // Peers keep long-lived replication streams open; after the drain deadline
+            // the server (and every connection) is dropped rather than waited for.
+            let drain_deadline = async {
+                stop.cancelled().await;
+                tokio::time::sleep(PEER_DRAIN_DEADLINE).await;
+            };
+            tokio::select! {
+                result = serve => if let Err(e) = result {
+                    warn!(cause = %e, "peer_server_failed");
+                },
+                () = drain_deadline => info!("peer_server_drain_deadline_passed"),
+            }
+        });
+        tracker.spawn(run_body_keeper(core.clone(), events_rx, shutdown.clone()));
+
+        let queue = Queue {
+            core,
+            local_addr,
+            advertise,
+        };
+        queue.bootstrap_if_first().await?;
+        info!(node_id = config.node_id, peer_addr = %local_addr, site = %config.site, "queue_started");
+        Ok(queue)
+    }
+
+    async fn bootstrap_if_first(&self) -> Result<(), StartError> {
+        let members = &self.core.config.initial_members;
+        let first = members.iter().map(|m| m.id).min();
+        if first != Some(self.core.id) {
+            return Ok(());
+        }
+        self.bootstrap(members).await
+    }
+
+    /// Initializes a new cluster with `members` as its voters, unless this node already
+    /// belongs to one (then it does nothing). `mxfleet dev` and tests use it once every
+    /// node is listening; a configured fleet does it through `initial_members`.
+    pub async fn bootstrap(
+        &self,
+        members: &[crate::config::InitialMember],
+    ) -> Result<(), StartError> {
+        let initialized = self
+            .core
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, PeerNode> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    PeerNode {
+                        addr: m.addr.clone(),
+                        site: m.site.clone(),
+                    },
+                )
+            })
+            .collect();
+        match self.core.raft.initialize(nodes).await {
+            Ok(()) => info!(voters = members.len(), "cluster_initialized"),
+            // Someone else initialized, or a vote is already on disk: nothing to do.
+            Err(RaftError::APIError(e)) => info!(reason = %e, "cluster_already_initialized"),
+            Err(RaftError::Fatal(e)) => return Err(StartError::Raft(e.to_string())),
+        }
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.core.id
+    }
+
+    /// The bound peer address (useful when the config asked for port 0).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address other nodes use to reach this one.
+    pub fn advertise_addr(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The local blob store (bodies).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.core.blobs
+    }
+
+    /// How many fdatasync batches the Raft WAL performed so far.
+    pub fn wal_sync_count(&self) -> u64 {
+        self.core.log.sync_count()
+    }
+
+    /// A writer for an incoming body, limited to the configured maximum message size.
+    /// The SMTP session streams DATA into it and hands the result to [`Queue::enqueue`].
+    pub async fn body_writer(&self) -> Result<BlobWriter, QueueError> {
+        self.core
+            .blobs
+            .writer(self.core.max_message_size)
+            .await
+            .map_err(blob_error)
+    }
+
+    /// Replicates the stored body to a write quorum, then commits the envelope. Returns
+    /// the queue id once the entry is applied. Idempotent on the dedup key.
+    pub async fn enqueue(
+        &self,
+        envelope: Envelope,
+        body: StoredBlob,
+    ) -> Result<EnqueueReceipt, QueueError> {
+        let encoded_len = encode(&envelope).map(|b| b.len()).unwrap_or(usize::MAX);
+        if encoded_len > MAX_ENVELOPE_BYTES {
+            return Err(QueueError::TooLarge {
+                what: "envelope",
+                limit: MAX_ENVELOPE_BYTES as u64,
+            });
+        }
+        let holders = replicate_to_quorum(&self.core, &body).await?;
+        let command = Command::Enqueue {
+            dedup_key: DedupKey::derive(
+                envelope.message_id.as_deref(),
+                &envelope.sender,
+                &envelope.recipients,
+                &body.digest,
+            ),
+            envelope,
+            body: body.digest,
+            size: body.size,
+            received_at: self.now(),
+            accepted_by: self.core.id,
+            body_holders: holders,
+            dedup_window_ms: self.core.config.dedup_window.as_millis() as u64,
+        };
+        match self.command(command).await? {
+            Response::Enqueued { id, duplicate } => Ok(EnqueueReceipt { id, duplicate }),
+            other => Err(QueueError::Unavailable(format!(
+                "unexpected answer to enqueue: {other:?}"
+            ))),
+        }
+    }
+
+    /// Stores `body` locally, then [`Queue::enqueue`]s it. For callers that already
+    /// hold the whole body in memory (tests, benchmarks, generated bounces).
+    pub async fn enqueue_bytes(
+        &self,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<EnqueueReceipt, QueueError> {
+        let mut writer = self.body_writer().await?;
+        writer.write_chunk(body).await.map_err(blob_error)?;
+        let stored = writer.finish(None).await.map_err(blob_error)?;
+        self.enqueue(envelope, stored).await
+    }
+
+    /// Gives message `id` to `owner` until `lease_until`; returns the fencing token.
+    pub async fn assign(
+        &self,
+        id: QueueId,
+        owner: NodeId,
+        lease_until: UnixMillis,
+    ) -> Result<u64, QueueError> {
+        let now = self.now();
+        match self
+            .command(Command::Assign {
+                id,
+                owner,
+                now,
+                lease_until,
+            })
+            .await?
+        {
+            Response::Assigned { token, .. } => Ok(token),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Extends the lease of an assignment in flight.
+    pub async fn renew_lease(
+        &self,
+        id: QueueId,
+        token: u64,
+        lease_until: UnixMillis,
+    ) -> Result<(), QueueError> {
+        self.command_done(Command::RenewLease {
+            id,
+            token,
+            lease_until,
+        })
+        .await
+    }
+
+    /// Records that the primary accepted message `id`.
+    pub async fn delivered(
+        &self,
+        id: QueueId,
+        token: u64,
+        reply: String,
+    ) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Delivered {
+            id,
+            token,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a temporary failure; the message is retried at `next_attempt_at`.
+    pub async fn deferred(
+        &self,
+        id: QueueId,
+        token: u64,
+        reply: String,
+        next_attempt_at: UnixMillis,
+    ) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Deferred {
+            id,
+            token,
+            at,
+            reply,
+            next_attempt_at,
+        })
+        .await
+    }
+
+    /// Records a permanent failure.
+    pub async fn bounced(&self, id: QueueId, token: u64, reply: String) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Bounced {
+            id,
+            token,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    /// Operator: hold message `id`.
+    pub async fn hold(&self, id: QueueId) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Hold { id, at }).await
+    }
+
+    /// Operator: release a held message for immediate delivery.
+    pub async fn release(&self, id: QueueId) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Release { id, at }).await
+    }
+
+    /// Operator: delete message `id`.
+    pub async fn delete(&self, id: QueueId) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::Delete { id, at }).await
+    }
+
+    /// Drops dedup records whose window has ended.
+    pub async fn expire_dedup(&self) -> Result<(), QueueError> {
+        let now = self.now();
+        self.command_done(Command::ExpireDedup { now }).await
+    }
+
+    /// A copy of entry `id` as this node has applied it.
+    pub fn entry(&self, id: QueueId) -> Option<QueueEntry> {
+        self.core
+            .state
+            .read(|q| q.entries.get(&id).cloned())
+            .ok()
+            .flatten()
+    }
+
+    /// Copies of every entry this node has applied, in id order.
+    pub fn entries(&self) -> Vec<QueueEntry> {
+        self.core
+            .state
+            .read(|q| q.entries.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of entries (live and finished) this node holds.
+    pub fn len(&self) -> usize {
+        self.core.state.read(|q| q.entries.len()).unwrap_or(0)
+    }
+
+    /// True when this node holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body of a message, if this node holds it.
+    pub async fn body(&self, digest: &BodyDigest) -> Result<Vec<u8>, QueueError> {
+        self.core.blobs.read_all(digest).await.map_err(blob_error)
+    }
+
+    /// Adds a learner that will replicate everything, including a snapshot and bodies.
+    pub async fn add_learner(&self, id: NodeId, addr: &str, site: &str) -> Result<u64, QueueError> {
+        let node = PeerNode {
+            addr: addr.to_string(),
+            site: site.to_string(),
+        };
+        membership_index(self.write(ForwardedWrite::AddLearner { id, node }).await?)
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote(&self, id: NodeId) -> Result<u64, QueueError> {
+        membership_index(self.write(ForwardedWrite::Promote { id }).await?)
+    }
+
+    /// Removes node `id` from the cluster.
+    pub async fn remove(&self, id: NodeId) -> Result<u64, QueueError> {
+        membership_index(self.write(ForwardedWrite::Remove { id }).await?)
+    }
+
+    /// Asks the leader to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), QueueError> {
+        self.write(ForwardedWrite::TransferLeader { to })
+            .await
+            .map(|_| ())
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.core.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberStatus {
+                id: *id,
+                addr: node.addr.clone(),
+                site: node.site.clone(),
+                voter: voters.contains(id),
+                matched_index: metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index),
+            })
+            .collect();
+        ClusterStatus {
+            node_id: self.core.id,
+            role: match metrics.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            committed_index: metrics.local_committed.map(|l| l.index),
+            last_applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
+            members,
+        }
+    }
+
+    /// Forces a snapshot now (normally one is taken every `snapshot_every` entries).
+    pub async fn snapshot_now(&self) -> Result<(), QueueError> {
+        self.core
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| QueueError::Unavailable(e.to_string()))
+    }
+
+    /// Stops Raft. Call after cancelling the shutdown token and draining intake.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.core.raft.shutdown().await {
+            warn!(cause = %e, "raft_shutdown_failed");
+        }
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.core.config.clock.now()
+    }
+
+    async fn command(&self, command: Command) -> Result<Response, QueueError> {
+        match self.write(ForwardedWrite::Command(command)).await? {
+            ForwardedResponse::Command {
+                response: Response::Rejected(rejection),
+                ..
+            } => Err(QueueError::Refused(rejection)),
+            ForwardedResponse::Command { response, .. } => Ok(response),
+            other => Err(QueueError::Unavailable(format!(
+                "unexpected answer: {other:?}"
+            ))),
+        }
+    }
+
+    async fn command_done(&self, command: Command) -> Result<(), QueueError> {
+        match self.command(command).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Proposes `write` on the leader, retrying across leader changes until
+    /// `write_timeout`; then reports `NoQuorum`.
+    async fn write(&self, write: ForwardedWrite) -> Result<ForwardedResponse, QueueError> {
+        let started = Instant::now();
+        let deadline = started + self.core.config.write_timeout;
+        let mut pause = Duration::from_millis(10);
+        let mut last_problem: String;
+        loop {
+            let leader = self.core.raft.current_leader().await;
+            let attempt = match leader {
+                Some(leader) if leader != self.core.id => {
+                    self.forward(leader, &write, deadline).await
+                }
+                _ => self.core.propose_local(write.clone()).await,
+            };
+            match attempt {
+                Ok(response) => {
+                    self.wait_applied_locally(&response, deadline).await;
+                    return Ok(response);
+                }
+                Err(LocalWriteError::Refused(why)) => return Err(QueueError::Unavailable(why)),
+                Err(problem) => last_problem = problem.to_string(),
+            }
+            if Instant::now() + pause >= deadline {
+                warn!(node_id = self.core.id, cause = %last_problem, "write_no_quorum");
+                return Err(QueueError::NoQuorum {
+                    waited: started.elapsed(),
+                    detail: last_problem,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Read-your-writes on this node: after a write committed (possibly on another
+    /// node), wait until this node has applied it too, so that a caller that reads
+    /// right after sees its own write. The write is committed either way; if this node
+    /// lags past the deadline we return and let it catch up.
+    async fn wait_applied_locally(&self, response: &ForwardedResponse, deadline: Instant) {
+        let Some(index) = response.log_index() else {
+            return;
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let waited = self
+            .core
+            .raft
+            .wait(Some(remaining.max(Duration::from_millis(100))))
+            .applied_index_at_least(Some(index), "local apply of own write")
+            .await;
+        if let Err(e) = waited {
+            warn!(node_id = self.core.id, index, cause = %e, "own_write_not_applied_locally_yet");
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        write: &ForwardedWrite,
+        deadline: Instant,
+    ) -> Result<ForwardedResponse, LocalWriteError> {
+        let Some(node) = self.core.member(leader) else {
+            return Err(LocalWriteError::NotLeader { leader: None });
+        };
+        let mut client = self
+            .core
+            .channels
+            .client(&node.addr)
+            .map_err(|e| LocalWriteError::NoQuorum(e.to_string()))?;
+        let request = ForwardRequest {
+            format: WIRE_FORMAT,
+            write: encode(write).map_err(|e| LocalWriteError::Refused(e.to_string()))?,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let reply = tokio::time::timeout(remaining, client.forward(request))
+            .await
+            .map_err(|_| {
+                LocalWriteError::NoQuorum(format!("leader {leader} did not answer in time"))
+            })?
+            .map_err(|s| LocalWriteError::NoQuorum(format!("leader {leader}: {}", s.message())))?
+            .into_inner();
+        match reply.result {
+            Some(forward_reply::Result::Response(bytes)) => {
+                decode(&bytes).map_err(|e| LocalWriteError::Refused(e.to_string()))
+            }
+            Some(forward_reply::Result::Error(error)) => {
+                let message = format!("leader {leader}: {}", error.message);
+                Err(match forward_error::Kind::try_from(error.kind) {
+                    Ok(forward_error::Kind::NotLeader) => {
+                        LocalWriteError::NotLeader { leader: None }
+                    }
+                    Ok(forward_error::Kind::Refused) => LocalWriteError::Refused(message),
+                    _ => LocalWriteError::NoQuorum(message),
+                })
+            }
+            None => Err(LocalWriteError::NoQuorum(format!(
+                "leader {leader} sent an empty reply"
+            ))),
+        }
+    }
+}
+
+fn unexpected(response: Response) -> QueueError {
+    QueueError::Unavailable(format!("unexpected answer: {response:?}"))
+}
+
+fn membership_index(response: ForwardedResponse) -> Result<u64, QueueError> {
+    match response {
+        ForwardedResponse::Membership { log_index } => Ok(log_index),
+        other => Err(QueueError::Unavailable(format!(
+            "unexpected answer: {other:?}"
+        ))),
+    }
+}
+
+pub(crate) fn blob_error(e: crate::blob_store::BlobError) -> QueueError {
+    match e {
+        crate::blob_store::BlobError::StorageFull { .. } => QueueError::StorageFull {
+            detail: e.to_string(),
+        },
+        crate::blob_store::BlobError::TooLarge { limit } => QueueError::TooLarge {
+            what: "message",
+            limit,
+        },
+        other => QueueError::Unavailable(other.to_string()),
+    }
+}
