@@ -1,0 +1,143 @@
+//! One running fleet member: the replicated queue started from a validated
+//! configuration, its housekeeping, and an orderly shutdown.
+//!
+//! Shutdown structure: one root `CancellationToken` and one `TaskTracker` own every
+//! task. `Node::shutdown` cancels the token (listeners stop accepting), stops Raft,
+//! then waits for the tracked tasks up to a deadline and reports what did not stop.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mxfleet_queue::{InitialMember, PeerTls, Queue, QueueConfig, StartError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{NodeConfig, PeerTransport};
+
+/// How often the leader drops dedup records whose window has ended.
+const DEDUP_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot read {what} {}: {source}", path.display())]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// A running node.
+pub struct Node {
+    queue: Queue,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, NodeError> {
+    std::fs::read(path).map_err(|source| NodeError::TlsFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Translates the validated node configuration into the queue's, reading TLS files.
+pub fn queue_config(config: &NodeConfig) -> Result<QueueConfig, NodeError> {
+    let mut queue = QueueConfig::new(
+        config.node.id,
+        &config.node.site,
+        config.node.data_dir.clone(),
+        config.peer.listen,
+    );
+    queue.advertise = Some(config.peer.advertise.clone());
+    queue.tls = match &config.peer.transport {
+        PeerTransport::Plaintext => PeerTls::Plaintext,
+        PeerTransport::MutualTls { cert, key, ca } => PeerTls::Mutual {
+            cert_pem: read_pem("peer certificate", cert)?,
+            key_pem: read_pem("peer key", key)?,
+            ca_pem: read_pem("fleet CA", ca)?,
+        },
+    };
+    queue.initial_members = config
+        .cluster
+        .initial_members
+        .iter()
+        .map(|m| InitialMember {
+            id: m.id,
+            addr: m.addr.clone(),
+            site: m.site.clone(),
+        })
+        .collect();
+    queue.heartbeat_interval = config.raft.heartbeat_interval;
+    queue.election_timeout = config.raft.election_timeout;
+    queue.write_timeout = config.raft.write_timeout;
+    queue.snapshot_every = config.raft.snapshot_every;
+    queue.dedup_window = config.queue.dedup_window;
+    queue.max_message_size = config.queue.max_message_size;
+    queue.blob_quorum_timeout = config.queue.blob_quorum_timeout;
+    Ok(queue)
+}
+
+impl Node {
+    /// Starts the node described by `config`.
+    pub async fn start(config: QueueConfig) -> Result<Node, NodeError> {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let queue = Queue::start(config, shutdown.clone(), tracker.clone()).await?;
+        tracker.spawn(expire_dedup_records(queue.clone(), shutdown.clone()));
+        Ok(Node {
+            queue,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The node's queue handle.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Stops the node: stop accepting, stop Raft, wait for tasks up to `deadline`.
+    pub async fn shutdown(self, deadline: Duration) {
+        let node_id = self.queue.node_id();
+        info!(node_id, "node_stopping");
+        self.shutdown.cancel();
+        self.queue.shutdown().await;
+        self.tracker.close();
+        drop(self.queue);
+        match tokio::time::timeout(deadline, self.tracker.wait()).await {
+            Ok(()) => info!(node_id, "node_stopped"),
+            Err(_) => warn!(
+                node_id,
+                remaining_tasks = self.tracker.len(),
+                ?deadline,
+                "node_stop_deadline_passed"
+            ),
+        }
+    }
+}
+
+/// On the leader, periodically drops dedup records whose window has ended.
+async fn expire_dedup_records(queue: Queue, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(DEDUP_EXPIRY_INTERVAL);
+    every.tick().await; // the first tick is immediate; nothing has expired at start
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let status = queue.status();
+        if status.leader != Some(status.node_id) {
+            continue;
+        }
+        if let Err(e) = queue.expire_dedup().await {
+            warn!(cause = %e, "dedup_expiry_failed");
+        }
+    }
+}

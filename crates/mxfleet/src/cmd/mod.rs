@@ -1,0 +1,13 @@
+//! One module per subcommand. Each `run` returns the process exit code.
+
+pub mod config;
+pub mod dev;
+pub mod serve;
+
+/// Exit code: the operation failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the configuration is invalid (sysexits EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// How long a stopping node may take to drain before it exits anyway.
+pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

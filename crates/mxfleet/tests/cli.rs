@@ -1,0 +1,236 @@
+//! The `mxfleet` binary as an operator runs it: real processes, real signals, exit
+//! codes that mean something.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+fn mxfleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mxfleet"))
+}
+
+/// A running `mxfleet` with its output lines arriving on channels.
+struct Running {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("mxfleet starts");
+        let stdout = lines(child.stdout.take().expect("piped"));
+        let stderr = lines(child.stderr.take().expect("piped"));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until a line containing `needle` arrives on `which`; returns every line
+    /// seen until then.
+    fn wait_for_line(
+        &self,
+        which: &Receiver<String>,
+        needle: &str,
+        deadline: Duration,
+    ) -> Vec<String> {
+        let until = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match which.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no line with {needle:?} within {deadline:?}; saw:\n{}",
+                        seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, deadline: Duration) -> i32 {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status.code().expect("exited, not killed by a signal");
+            }
+            if Instant::now() >= until {
+                let _ = self.child.kill();
+                panic!("mxfleet did not exit within {deadline:?}");
+            }
+            // Polling a child process: a short pause between checks, not a wait for an event.
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+fn lines(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn an_invalid_config_lists_every_problem_with_its_key_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        r#"
+[node]
+id = 1
+site = "fra1"
+data_dir = "/tmp/x"
+
+[peer]
+listen = "127.0.0.1:7401"
+
+[raft]
+heartbeat_interval = "100 parsecs"
+write_timeout = "soon"
+"#,
+    )
+    .unwrap();
+    let output = mxfleet()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "stderr: {stderr}");
+    for key in [
+        "raft.heartbeat_interval:",
+        "raft.write_timeout:",
+        "peer: no TLS configured",
+    ] {
+        assert!(stderr.contains(key), "no error for {key} in:\n{stderr}");
+    }
+    // `config check` reports the same and exits 64 too.
+    let check = mxfleet()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(64));
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[node]\nid = 1\nsite = \"a\"\ndata_dir = \"/tmp/x\"\nmystery = 3\n",
+    )
+    .unwrap();
+    let output = mxfleet()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr.contains("node.mystery") || stderr.contains("mystery"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_runs_a_single_node_cluster_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[node]
+id = 1
+site = "dev"
+data_dir = "{data}"
+
+[peer]
+listen = "127.0.0.1:{port}"
+plaintext = true
+
+[cluster]
+initial_members = [ {{ id = 1, addr = "127.0.0.1:{port}", site = "dev" }} ]
+"#,
+            data = dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(&path));
+    node.wait_for_line(&node.stderr, "node_ready", Duration::from_secs(30));
+    node.signal("TERM");
+    assert_eq!(node.wait_exit(Duration::from_secs(30)), 0);
+    assert!(
+        dir.path().join("data/raft-log").is_dir(),
+        "the node kept its Raft log"
+    );
+}
+
+#[test]
+fn dev_starts_a_replicating_cluster_and_stops_on_ctrl_c() {
+    let mut dev = Running::start(mxfleet().arg("dev"));
+    let banner = dev.wait_for_line(&dev.stdout, "ready", Duration::from_secs(60));
+    let text = banner.join("\n");
+    assert!(text.contains("3 nodes on loopback"), "{text}");
+    assert!(text.contains("leader"), "{text}");
+    assert!(
+        text.contains("on 3/3 nodes"),
+        "the demo message must reach every node:\n{text}"
+    );
+    let data_dir = text
+        .lines()
+        .find_map(|l| l.split("data in ").nth(1))
+        .map(std::path::PathBuf::from)
+        .expect("data dir printed");
+    assert!(data_dir.is_dir());
+    dev.signal("INT");
+    assert_eq!(dev.wait_exit(Duration::from_secs(30)), 0);
+    assert!(
+        !data_dir.exists(),
+        "the temporary data dir is removed on exit"
+    );
+}
