@@ -26,6 +26,10 @@
 //! - blob fsyncs/commit: blob-store fsyncs summed over the 3 nodes, per commit (each
 //!   node holding a body pays an fdatasync and a directory fsync: 6.0 unbatched).
 //!
+//! Each run also shows the CPU share used by this process and by everything else on
+//! the machine during the measured batch (from procfs): a run that shares the machine
+//! with a build shows it there, and its figures are not comparable.
+//!
 //! Counters are read once the cluster is quiet (every node applied the same index, no
 //! counter moving) before and after the measured batch, so the body pushes that finish
 //! in the background after a commit are counted with it.
@@ -124,8 +128,8 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         ];
     }
     vec![
-        cell(4 * KIB, 1, 100, 2000),
-        cell(4 * KIB, 32, 320, 8000),
+        cell(4 * KIB, 1, 50, 500),
+        cell(4 * KIB, 32, 320, 6000),
         cell(MIB, 1, 10, 100),
         cell(MIB, 32, 64, 400),
     ]
@@ -168,6 +172,65 @@ impl Counters {
             sum(&self.wal_syncs, &before.wal_syncs),
             sum(&self.blob_fsyncs, &before.blob_fsyncs),
         )
+    }
+}
+
+/// CPU time (in USER_HZ ticks) of the whole machine and of this process, from procfs:
+/// the share used by other processes shows when a run was disturbed.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    machine_busy: u64,
+    machine_total: u64,
+    this_process: u64,
+}
+
+impl CpuSample {
+    fn read() -> Self {
+        let machine: Vec<u64> = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let line = stat.lines().next()?.to_string();
+                Some(
+                    line.split_whitespace()
+                        .skip(1)
+                        .filter_map(|v| v.parse().ok())
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+        let total: u64 = machine.iter().take(8).sum();
+        let idle = machine.get(3).copied().unwrap_or(0) + machine.get(4).copied().unwrap_or(0);
+        let this_process = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| {
+                // Fields after the parenthesised command name; utime and stime are 14 and 15.
+                let rest = stat.rsplit_once(')')?.1.to_string();
+                let fields: Vec<u64> = rest
+                    .split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                Some(fields.iter().sum())
+            })
+            .unwrap_or(0);
+        CpuSample {
+            machine_busy: total.saturating_sub(idle),
+            machine_total: total,
+            this_process,
+        }
+    }
+
+    /// (this process, everything else) as percentages of the machine's capacity.
+    fn shares_since(&self, before: &CpuSample) -> (f64, f64) {
+        let total = self
+            .machine_total
+            .saturating_sub(before.machine_total)
+            .max(1) as f64;
+        let busy = self.machine_busy.saturating_sub(before.machine_busy) as f64;
+        let mine = self.this_process.saturating_sub(before.this_process) as f64;
+        (100.0 * mine / total, 100.0 * (busy - mine).max(0.0) / total)
     }
 }
 
@@ -327,6 +390,10 @@ struct RunResult {
     latencies_ms: Vec<f64>,
     wal_syncs: u64,
     blob_fsyncs: u64,
+    /// Share of the machine's CPU capacity used by this process / by everything else
+    /// during the measured batch, in percent.
+    cpu_bench: f64,
+    cpu_others: f64,
 }
 
 impl RunResult {
@@ -366,9 +433,11 @@ async fn run_once(scenario: Scenario, run: usize) -> RunResult {
     }
     let before = wait_quiescent(&queues).await;
 
+    let cpu_before = CpuSample::read();
     let started = Instant::now();
     let measured = drive(&queues, scenario, "meas", run, scenario.enqueues).await;
     let wall = started.elapsed();
+    let (cpu_bench, cpu_others) = CpuSample::read().shares_since(&cpu_before);
 
     let after = wait_quiescent(&queues).await;
     let (wal_syncs, blob_fsyncs) = after.delta_since(&before);
@@ -396,6 +465,8 @@ async fn run_once(scenario: Scenario, run: usize) -> RunResult {
         latencies_ms,
         wal_syncs,
         blob_fsyncs,
+        cpu_bench,
+        cpu_others,
     }
 }
 
@@ -513,19 +584,19 @@ fn print_tables(results: &[(Scenario, Vec<RunResult>)]) {
     for figure in &FIGURES {
         print!(" {} |", figure.name);
     }
-    println!();
+    println!(" CPU bench % | CPU others % |");
     print!("|---|---:|---:|");
     for _ in &FIGURES {
         print!("---:|");
     }
-    println!();
+    println!("---:|---:|");
     for (scenario, runs) in results {
         for (i, run) in runs.iter().enumerate() {
             print!("| {} | {} | {} |", scenario.label(), i + 1, run.commits);
             for figure in &FIGURES {
                 print!(" {:.d$} |", (figure.value)(run), d = figure.decimals);
             }
-            println!();
+            println!(" {:.0} | {:.0} |", run.cpu_bench, run.cpu_others);
         }
     }
 }
@@ -577,12 +648,15 @@ fn main() {
             for run in 0..options.runs {
                 let result = run_once(scenario, run).await;
                 println!(
-                    "  {} run {}: {:.1} commits/s, p50 {:.2} ms, p99 {:.2} ms",
+                    "  {} run {}: {:.1} commits/s, p50 {:.2} ms, p99 {:.2} ms, \
+                     CPU: bench {:.0}%, others {:.0}% of the machine",
                     scenario.label(),
                     run + 1,
                     result.commits_per_sec(),
                     result.percentile_ms(50.0),
-                    result.percentile_ms(99.0)
+                    result.percentile_ms(99.0),
+                    result.cpu_bench,
+                    result.cpu_others
                 );
                 runs.push(result);
             }

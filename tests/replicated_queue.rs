@@ -354,3 +354,54 @@ async fn leadership_moves_on_request_and_a_removed_node_leaves_the_membership() 
         .unwrap();
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_are_collected_once_finished_and_covered_by_a_snapshot() {
+    init_test_logging();
+    let mut cluster = QueueCluster::start_tuned(
+        3,
+        Arc::new(|config: &mut QueueConfig| config.body_gc_grace = Duration::ZERO),
+    )
+    .await;
+    let queue = cluster.queue(1).clone();
+    let delivered = queue.enqueue_bytes(envelope(1), &body(1)).await.unwrap();
+    let waiting = queue.enqueue_bytes(envelope(2), &body(2)).await.unwrap();
+    let token = queue
+        .assign(delivered.id, 1, UnixMillis(u64::MAX))
+        .await
+        .unwrap();
+    queue
+        .delivered(delivered.id, token, "250 2.0.0 Ok".into())
+        .await
+        .unwrap();
+    let finished_body = queue.entry(delivered.id).unwrap().body;
+    let live_body = queue.entry(waiting.id).unwrap().body;
+    for id in 1..=3 {
+        wait_for(
+            "the delivery to apply everywhere",
+            Duration::from_secs(10),
+            || {
+                cluster
+                    .queue(id)
+                    .entry(delivered.id)
+                    .is_some_and(|e| e.state.is_final())
+            },
+        )
+        .await;
+        cluster.queue(id).snapshot_now().await.unwrap();
+    }
+    for id in 1..=3 {
+        let blobs = cluster.queue(id).blobs().clone();
+        wait_for(
+            &format!("node {id} to collect the delivered body"),
+            Duration::from_secs(10),
+            || !blobs.path(&finished_body).exists(),
+        )
+        .await;
+        assert!(
+            blobs.path(&live_body).exists(),
+            "node {id} must keep a queued message's body"
+        );
+    }
+    cluster.stop_all().await;
+}

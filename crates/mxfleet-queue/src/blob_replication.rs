@@ -279,8 +279,23 @@ fn body_still_needed(core: &QueueCore, digest: &BodyDigest) -> bool {
         .unwrap_or(true)
 }
 
-/// Deletes bodies whose every message finished at or before `covered_index`.
+// Ages (from QueueConfig): a body that no entry references is an orphan, replicated
+// for a write that then failed (no quorum) and was never committed; it is deleted once
+// `orphan_body_age` old, long after any write that could still commit it timed out. A
+// finished message's body written within `body_gc_grace` may be the same bytes as a
+// submission being committed right now; it is kept until a later collection.
+
+fn blob_age(core: &QueueCore, digest: &BodyDigest) -> Option<Duration> {
+    std::fs::metadata(core.blobs.path(digest))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+}
+
+/// Deletes bodies whose every message finished at or before `covered_index`, and
+/// orphaned bodies older than `orphan_body_age`.
 async fn collect_finished_bodies(core: &QueueCore, covered_index: u64) {
+    collect_orphans(core).await;
     let garbage: HashSet<BodyDigest> = core
         .state
         .read(|q| {
@@ -294,10 +309,32 @@ async fn collect_finished_bodies(core: &QueueCore, covered_index: u64) {
         })
         .unwrap_or_default();
     for digest in garbage {
+        if blob_age(core, &digest).is_none_or(|age| age < core.config.body_gc_grace) {
+            continue;
+        }
         match core.blobs.delete(&digest).await {
             Ok(true) => info!(%digest, "body_collected"),
             Ok(false) => {}
             Err(e) => warn!(%digest, cause = %e, "body_collect_failed"),
+        }
+    }
+}
+
+async fn collect_orphans(core: &QueueCore) {
+    let Ok(stored) = core.blobs.list().await else {
+        return;
+    };
+    let referenced: HashSet<BodyDigest> = core
+        .state
+        .read(|q| q.entries.values().map(|e| e.body).collect())
+        .unwrap_or_default();
+    for digest in stored.into_iter().filter(|d| !referenced.contains(d)) {
+        if blob_age(core, &digest).is_some_and(|age| age >= core.config.orphan_body_age) {
+            match core.blobs.delete(&digest).await {
+                Ok(true) => info!(%digest, "orphan_body_collected"),
+                Ok(false) => {}
+                Err(e) => warn!(%digest, cause = %e, "body_collect_failed"),
+            }
         }
     }
 }

@@ -24,11 +24,10 @@
 //! 3. `fdatasync` the tmp file: the bytes must be on disk before a name points at them,
 //!    or a crash could leave a final name over zeros or a hole.
 //! 4. `rename` into `blobs/`: atomic, so readers see no blob or the whole blob. If the
-//!    name already exists, the same bytes are already there: the tmp is removed instead.
+//!    name already exists it holds the same bytes; renaming over it refreshes its mtime,
+//!    which the garbage collector reads as "in use again".
 //! 5. `fsync` the `blobs/` directory: the rename only changed the directory, and without
-//!    this a crash can forget the new name although the data is on disk. The exists case
-//!    of step 4 syncs it too, since a concurrent put of the same body may have renamed
-//!    but not yet synced.
+//!    this a crash can forget the new name although the data is on disk.
 //!
 //! `tmp/` is never fsynced: a lost unlink there only leaves a leftover for the next open.
 //! Every fsync is counted ([`BlobStore::fsync_count`]) so a benchmark can show group
@@ -383,13 +382,10 @@ impl BlobWriter {
         // A handle of our own: `self` is borrowed mutably by discard() below.
         let store = self.store.clone();
         let dest = store.path(&digest);
-        if fs::try_exists(&dest).await.context("stat blob", &dest)? {
-            // Same name, same bytes, already fdatasynced by whoever renamed it.
-            drop(file);
-            self.discard().await;
-            store.sync_dir(&store.inner.blobs).await?;
-            return Ok(stored);
-        }
+        // An existing blob of the same name holds the same bytes; we still rename over
+        // it, so that its mtime says "just written": the garbage collector never
+        // deletes a body younger than a few minutes, which covers a resubmission of a
+        // body whose earlier message just finished.
         store.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
         file.sync_data().await.context("fdatasync tmp", &self.tmp)?;
         drop(file);

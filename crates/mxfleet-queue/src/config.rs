@@ -62,6 +62,11 @@ pub struct QueueConfig {
     pub max_message_size: u64,
     /// How long to wait for a write quorum of peers to fsync a body.
     pub blob_quorum_timeout: Duration,
+    /// A finished message's body younger than this is kept (it may be the same bytes as
+    /// a submission being committed right now).
+    pub body_gc_grace: Duration,
+    /// A body no entry references (its write failed) is deleted once this old.
+    pub orphan_body_age: Duration,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -97,6 +102,8 @@ impl QueueConfig {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             max_message_size: 64_000_000,
             blob_quorum_timeout: Duration::from_secs(10),
+            body_gc_grace: Duration::from_secs(600),
+            orphan_body_age: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
         }
     }

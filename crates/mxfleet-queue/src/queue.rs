@@ -28,7 +28,6 @@ use mxfleet_proto::raft::v1::{ForwardRequest, forward_error, forward_reply};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -352,7 +351,11 @@ impl Queue {
         let router = server.add_service(service);
         let stop = shutdown.clone();
         tracker.spawn(async move {
-            let incoming = TcpListenerStream::new(listener);
+            // Raft and forwarding are small request/response exchanges: without
+            // TCP_NODELAY on accepted sockets, Nagle's algorithm delays replies by ~40 ms.
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(30)));
             let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled());
             // Peers keep long-lived replication streams open; after the drain deadline
             // the server (and every connection) is dropped rather than waited for.

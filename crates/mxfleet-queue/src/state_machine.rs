@@ -78,7 +78,11 @@ impl StateMachineStore {
         std::fs::create_dir_all(&snapshot_dir)?;
         for entry in std::fs::read_dir(&snapshot_dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|ext| ext == "tmp") {
+            // Half-written snapshots and half-received ones from a crash.
+            if path
+                .extension()
+                .is_some_and(|ext| ext == "tmp" || ext == "spool")
+            {
                 warn!(path = %path.display(), "snapshot_tmp_removed");
                 std::fs::remove_file(&path)?;
             }
