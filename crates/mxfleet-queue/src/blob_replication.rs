@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 use crate::blob_store::{BlobStore, StoredBlob};
 use crate::error::QueueError;
 use crate::peer::transport::PeerChannels;
-use crate::queue::QueueCore;
 use crate::state_machine::StateEvent;
+use crate::write_path::QueueCore;
 
 /// Why one push of a body to one peer failed.
 #[derive(Debug)]

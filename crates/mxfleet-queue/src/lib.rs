@@ -6,8 +6,10 @@
 //! see [`Queue`], its errors, and `mxfleet_core`'s vocabulary.
 //!
 //! Layout:
-//! - [`queue`]: the `Queue` handle (enqueue, delivery outcomes, operator actions,
-//!   membership, status) and write forwarding to the leader.
+//! - [`queue`]: the `Queue` handle: start, enqueue, delivery outcomes, operator
+//!   actions, reads.
+//! - `write_path`: proposing on the leader, forwarding from followers, retries.
+//! - `cluster`: membership changes and `ClusterStatus`.
 //! - [`config`]: `QueueConfig`, `PeerTls`, the injectable `Clock`.
 //! - [`error`]: `QueueError`, `StartError`.
 //! - `types`: openraft's type configuration (crate-private aliases).
@@ -19,6 +21,7 @@
 
 mod blob_replication;
 pub mod blob_store;
+mod cluster;
 pub mod config;
 pub mod error;
 mod log_store;
@@ -28,11 +31,13 @@ mod sled_store;
 mod snapshot_file;
 mod state_machine;
 mod types;
+mod write_path;
 
 pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
+pub use cluster::{ClusterStatus, MemberStatus};
 pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
 pub use error::{QueueError, StartError};
-pub use queue::{ClusterStatus, EnqueueReceipt, MemberStatus, Queue};
+pub use queue::{EnqueueReceipt, Queue};
 
 #[cfg(test)]
 mod storage_suite;

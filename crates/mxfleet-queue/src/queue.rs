@@ -1,4 +1,5 @@
 //! The `Queue` handle: the only way the rest of mxfleet touches the replicated queue.
+//! (The write path lives in `write_path`, membership and status in `cluster`.)
 //!
 //! A write (enqueue, a delivery outcome, an operator action, a membership change) is
 //! proposed locally when this node leads, and otherwise forwarded to the leader over
@@ -12,22 +13,20 @@
 //! configured initial members. Every task is spawned on the caller's `TaskTracker` and
 //! stops on its `CancellationToken`; `Queue::shutdown` then stops Raft.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use mxfleet_core::{
     BodyDigest, Command, DedupKey, Envelope, NodeId, QueueEntry, QueueId, Response, UnixMillis,
 };
 use mxfleet_proto::MAX_MESSAGE_BYTES;
 use mxfleet_proto::raft::v1::raft_peer_server::RaftPeerServer;
-use mxfleet_proto::raft::v1::{ForwardRequest, forward_error, forward_reply};
-use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use openraft::SnapshotPolicy;
+use openraft::errors::RaftError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -42,7 +41,8 @@ use crate::peer::raft_client::PeerNetwork;
 use crate::peer::service::PeerService;
 use crate::peer::transport::PeerChannels;
 use crate::state_machine::StateMachineStore;
-use crate::types::{PeerNode, Raft, WIRE_FORMAT, decode, encode};
+use crate::types::{PeerNode, Raft, encode};
+use crate::write_path::QueueCore;
 
 /// The largest encoded envelope accepted. With at most `MAX_PAYLOAD_ENTRIES` entries
 /// per AppendEntries message, this keeps every peer message under 4 MiB.
@@ -60,187 +60,10 @@ pub struct EnqueueReceipt {
     pub duplicate: bool,
 }
 
-/// One member as the cluster status shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberStatus {
-    pub id: NodeId,
-    pub addr: String,
-    pub site: String,
-    pub voter: bool,
-    /// The highest log index the leader knows this member holds (leader's view only).
-    pub matched_index: Option<u64>,
-}
-
-/// This node's view of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterStatus {
-    pub node_id: NodeId,
-    pub role: &'static str,
-    pub leader: Option<NodeId>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub committed_index: Option<u64>,
-    pub last_applied_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    pub purged_index: Option<u64>,
-    pub members: Vec<MemberStatus>,
-}
-
-/// Why a write could not be proposed on this node.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LocalWriteError {
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<(NodeId, PeerNode)> },
-    #[error("not committed: {0}")]
-    NoQuorum(String),
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-/// State shared by the handle, the peer service and the background tasks.
-pub(crate) struct QueueCore {
-    pub(crate) id: NodeId,
-    pub(crate) config: QueueConfig,
-    pub(crate) raft: Raft,
-    pub(crate) state: StateMachineStore,
-    pub(crate) log: LogStore,
-    pub(crate) blobs: BlobStore,
-    pub(crate) channels: Arc<PeerChannels>,
-    pub(crate) max_message_size: u64,
-    pub(crate) tracker: TaskTracker,
-    incoming_seq: AtomicU64,
-}
-
-impl QueueCore {
-    /// A fresh spool path for a snapshot being received.
-    pub(crate) fn incoming_snapshot_path(&self) -> PathBuf {
-        let seq = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
-        self.config
-            .data_dir
-            .join("snapshots")
-            .join(format!("incoming-{seq}.spool"))
-    }
-
-    /// The node record of `id` in the current membership.
-    pub(crate) fn member(&self, id: NodeId) -> Option<PeerNode> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned()
-    }
-
-    /// Voter ids of the current membership.
-    pub(crate) fn voters(&self) -> BTreeSet<NodeId> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics.membership_config.membership().voter_ids().collect()
-    }
-
-    /// Every member (voters and learners) with its address.
-    pub(crate) fn members(&self) -> BTreeMap<NodeId, PeerNode> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, node)| (*id, node.clone()))
-            .collect()
-    }
-
-    /// Proposes `write` on this node, which must be the leader.
-    pub(crate) async fn propose_local(
-        &self,
-        write: ForwardedWrite,
-    ) -> Result<ForwardedResponse, LocalWriteError> {
-        let timeout = self.config.write_timeout;
-        let proposal = async {
-            match write {
-                ForwardedWrite::Command(command) => {
-                    self.raft
-                        .client_write(command)
-                        .await
-                        .map(|r| ForwardedResponse::Command {
-                            response: r.data,
-                            log_index: r.log_id.index,
-                        })
-                }
-                ForwardedWrite::AddLearner { id, node } => {
-                    self.raft.add_learner(id, node, false).await.map(|r| {
-                        ForwardedResponse::Membership {
-                            log_index: r.log_id.index,
-                        }
-                    })
-                }
-                ForwardedWrite::Promote { id } => self
-                    .raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map(|r| ForwardedResponse::Membership {
-                        log_index: r.log_id.index,
-                    }),
-                ForwardedWrite::Remove { id } => {
-                    let change = if self.voters().contains(&id) {
-                        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-                    } else {
-                        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-                    };
-                    self.raft.change_membership(change, false).await.map(|r| {
-                        ForwardedResponse::Membership {
-                            log_index: r.log_id.index,
-                        }
-                    })
-                }
-                ForwardedWrite::TransferLeader { to } => {
-                    if !self.raft.is_leader() {
-                        let leader = self.raft.current_leader().await;
-                        return Err(LocalWriteError::NotLeader {
-                            leader: leader.and_then(|l| self.member(l).map(|n| (l, n))),
-                        });
-                    }
-                    self.raft
-                        .trigger()
-                        .transfer_leader(to)
-                        .await
-                        .map_err(|e| LocalWriteError::Refused(e.to_string()))?;
-                    return Ok(ForwardedResponse::TransferStarted);
-                }
-            }
-            .map_err(classify_write_error)
-        };
-        match tokio::time::timeout(timeout, proposal).await {
-            Ok(result) => result,
-            Err(_) => Err(LocalWriteError::NoQuorum(format!(
-                "not committed within {timeout:?}"
-            ))),
-        }
-    }
-}
-
-fn classify_write_error(
-    error: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>,
-) -> LocalWriteError {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward))
-        | RaftError::APIError(ClientWriteError::LogEntryDiscarded(forward)) => {
-            LocalWriteError::NotLeader {
-                leader: forward.leader_id.zip(forward.leader_node),
-            }
-        }
-        // A previous membership change is still being committed (for example right
-        // after an election): transient, retried until the write deadline.
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(
-            ChangeMembershipError::InProgress(e),
-        )) => LocalWriteError::NoQuorum(e.to_string()),
-        RaftError::APIError(other) => LocalWriteError::Refused(other.to_string()),
-        RaftError::Fatal(fatal) => LocalWriteError::Refused(format!("raft stopped: {fatal}")),
-    }
-}
-
 /// The handle to this node's replicated queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    core: Arc<QueueCore>,
+    pub(crate) core: Arc<QueueCore>,
     local_addr: SocketAddr,
     advertise: String,
 }
@@ -655,71 +478,6 @@ impl Queue {
         self.core.blobs.read_all(digest).await.map_err(blob_error)
     }
 
-    /// Adds a learner that will replicate everything, including a snapshot and bodies.
-    pub async fn add_learner(&self, id: NodeId, addr: &str, site: &str) -> Result<u64, QueueError> {
-        let node = PeerNode {
-            addr: addr.to_string(),
-            site: site.to_string(),
-        };
-        membership_index(self.write(ForwardedWrite::AddLearner { id, node }).await?)
-    }
-
-    /// Makes learner `id` a voter.
-    pub async fn promote(&self, id: NodeId) -> Result<u64, QueueError> {
-        membership_index(self.write(ForwardedWrite::Promote { id }).await?)
-    }
-
-    /// Removes node `id` from the cluster.
-    pub async fn remove(&self, id: NodeId) -> Result<u64, QueueError> {
-        membership_index(self.write(ForwardedWrite::Remove { id }).await?)
-    }
-
-    /// Asks the leader to hand leadership to `to`.
-    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), QueueError> {
-        self.write(ForwardedWrite::TransferLeader { to })
-            .await
-            .map(|_| ())
-    }
-
-    /// This node's view of the cluster.
-    pub fn status(&self) -> ClusterStatus {
-        let metrics = self.core.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(id, node)| MemberStatus {
-                id: *id,
-                addr: node.addr.clone(),
-                site: node.site.clone(),
-                voter: voters.contains(id),
-                matched_index: metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .map(|l| l.index),
-            })
-            .collect();
-        ClusterStatus {
-            node_id: self.core.id,
-            role: match metrics.state {
-                ServerState::Leader => "leader",
-                ServerState::Follower => "follower",
-                ServerState::Candidate => "candidate",
-                ServerState::Learner => "learner",
-                ServerState::Shutdown => "shutdown",
-            },
-            leader: metrics.current_leader,
-            term: metrics.current_term,
-            last_log_index: metrics.last_log_index,
-            committed_index: metrics.local_committed.map(|l| l.index),
-            last_applied_index: metrics.last_applied.map(|l| l.index),
-            snapshot_index: metrics.snapshot.map(|l| l.index),
-            purged_index: metrics.purged.map(|l| l.index),
-            members,
-        }
-    }
-
     /// Forces a snapshot now (normally one is taken every `snapshot_every` entries).
     pub async fn snapshot_now(&self) -> Result<(), QueueError> {
         self.core
@@ -760,120 +518,10 @@ impl Queue {
             other => Err(unexpected(other)),
         }
     }
-
-    /// Proposes `write` on the leader, retrying across leader changes until
-    /// `write_timeout`; then reports `NoQuorum`.
-    async fn write(&self, write: ForwardedWrite) -> Result<ForwardedResponse, QueueError> {
-        let started = Instant::now();
-        let deadline = started + self.core.config.write_timeout;
-        let mut pause = Duration::from_millis(10);
-        let mut last_problem: String;
-        loop {
-            let leader = self.core.raft.current_leader().await;
-            let attempt = match leader {
-                Some(leader) if leader != self.core.id => {
-                    self.forward(leader, &write, deadline).await
-                }
-                _ => self.core.propose_local(write.clone()).await,
-            };
-            match attempt {
-                Ok(response) => {
-                    self.wait_applied_locally(&response, deadline).await;
-                    return Ok(response);
-                }
-                Err(LocalWriteError::Refused(why)) => return Err(QueueError::Unavailable(why)),
-                Err(problem) => last_problem = problem.to_string(),
-            }
-            if Instant::now() + pause >= deadline {
-                warn!(node_id = self.core.id, cause = %last_problem, "write_no_quorum");
-                return Err(QueueError::NoQuorum {
-                    waited: started.elapsed(),
-                    detail: last_problem,
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
-    }
-
-    /// Read-your-writes on this node: after a write committed (possibly on another
-    /// node), wait until this node has applied it too, so that a caller that reads
-    /// right after sees its own write. The write is committed either way; if this node
-    /// lags past the deadline we return and let it catch up.
-    async fn wait_applied_locally(&self, response: &ForwardedResponse, deadline: Instant) {
-        let Some(index) = response.log_index() else {
-            return;
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let waited = self
-            .core
-            .raft
-            .wait(Some(remaining.max(Duration::from_millis(100))))
-            .applied_index_at_least(Some(index), "local apply of own write")
-            .await;
-        if let Err(e) = waited {
-            warn!(node_id = self.core.id, index, cause = %e, "own_write_not_applied_locally_yet");
-        }
-    }
-
-    async fn forward(
-        &self,
-        leader: NodeId,
-        write: &ForwardedWrite,
-        deadline: Instant,
-    ) -> Result<ForwardedResponse, LocalWriteError> {
-        let Some(node) = self.core.member(leader) else {
-            return Err(LocalWriteError::NotLeader { leader: None });
-        };
-        let mut client = self
-            .core
-            .channels
-            .client(&node.addr)
-            .map_err(|e| LocalWriteError::NoQuorum(e.to_string()))?;
-        let request = ForwardRequest {
-            format: WIRE_FORMAT,
-            write: encode(write).map_err(|e| LocalWriteError::Refused(e.to_string()))?,
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let reply = tokio::time::timeout(remaining, client.forward(request))
-            .await
-            .map_err(|_| {
-                LocalWriteError::NoQuorum(format!("leader {leader} did not answer in time"))
-            })?
-            .map_err(|s| LocalWriteError::NoQuorum(format!("leader {leader}: {}", s.message())))?
-            .into_inner();
-        match reply.result {
-            Some(forward_reply::Result::Response(bytes)) => {
-                decode(&bytes).map_err(|e| LocalWriteError::Refused(e.to_string()))
-            }
-            Some(forward_reply::Result::Error(error)) => {
-                let message = format!("leader {leader}: {}", error.message);
-                Err(match forward_error::Kind::try_from(error.kind) {
-                    Ok(forward_error::Kind::NotLeader) => {
-                        LocalWriteError::NotLeader { leader: None }
-                    }
-                    Ok(forward_error::Kind::Refused) => LocalWriteError::Refused(message),
-                    _ => LocalWriteError::NoQuorum(message),
-                })
-            }
-            None => Err(LocalWriteError::NoQuorum(format!(
-                "leader {leader} sent an empty reply"
-            ))),
-        }
-    }
 }
 
 fn unexpected(response: Response) -> QueueError {
     QueueError::Unavailable(format!("unexpected answer: {response:?}"))
-}
-
-fn membership_index(response: ForwardedResponse) -> Result<u64, QueueError> {
-    match response {
-        ForwardedResponse::Membership { log_index } => Ok(log_index),
-        other => Err(QueueError::Unavailable(format!(
-            "unexpected answer: {other:?}"
-        ))),
-    }
 }
 
 pub(crate) fn blob_error(e: crate::blob_store::BlobError) -> QueueError {

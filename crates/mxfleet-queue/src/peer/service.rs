@@ -21,9 +21,9 @@ use tracing::{debug, warn};
 use crate::blob_store::BlobError;
 use crate::peer::forward::ForwardedWrite;
 use crate::peer::raft_client::{from_message, to_message};
-use crate::queue::{LocalWriteError, QueueCore};
 use crate::snapshot_file::decode_snapshot;
 use crate::types::{Snapshot, SnapshotMeta, TypeConfig, Vote, WIRE_FORMAT, decode, encode};
+use crate::write_path::{LocalWriteError, QueueCore};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
