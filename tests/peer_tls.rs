@@ -1,7 +1,7 @@
 //! End-to-end tests of mutual TLS on the peer port: real certificates from a throwaway
 //! fleet CA (rcgen), real nodes in this process, real gRPC over loopback.
 //!
-//! - [`FleetCa`]: a self-signed CA that issues node certificates for `127.0.0.1` and
+//! - `FleetCa` (the testkit's `TestCa`): a self-signed CA that issues node certificates for `127.0.0.1` and
 //!   `localhost`, usable both as server and as client identity.
 //! - `a_cluster_over_mutual_tls_replicates_messages`: Raft and blob replication work when
 //!   every node only speaks mTLS.
@@ -16,79 +16,13 @@ use mxfleet_core::{BodyDigest, Envelope, QueueId};
 use mxfleet_proto::raft::v1::GetBlobRequest;
 use mxfleet_proto::raft::v1::raft_peer_client::RaftPeerClient;
 use mxfleet_queue::{PeerTls, QueueConfig};
+use mxfleet_testkit::tls::{IssuedCert, TestCa as FleetCa};
 use mxfleet_testkit::{QueueCluster, init_test_logging, wait_for, wait_for_async};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long a probe may take to connect and get an answer; far above loopback latency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A certificate authority that exists only for one test.
-struct FleetCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and its private key, both PEM.
-struct IssuedCert {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl FleetCa {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("CA key");
-        let issuer = CertifiedIssuer::self_signed(params, key).expect("self-signed CA");
-        FleetCa { issuer }
-    }
-
-    fn ca_pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf for `name` with SANs `127.0.0.1` (IP) and `localhost` (DNS), valid for
-    /// both ends of a peer connection.
-    fn issue(&self, name: &str) -> IssuedCert {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("leaf params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::NoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
-        IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    /// Mutual TLS settings for a node called `name` in this fleet.
-    fn peer_tls(&self, name: &str) -> PeerTls {
-        let leaf = self.issue(name);
-        PeerTls::Mutual {
-            cert_pem: leaf.cert_pem.into_bytes(),
-            key_pem: leaf.key_pem.into_bytes(),
-            ca_pem: self.ca_pem().into_bytes(),
-        }
-    }
-}
 
 /// Starts `size` nodes, node `n` with its own certificate `node-n` from `ca`.
 async fn start_mtls_cluster(ca: &FleetCa, size: usize) -> QueueCluster {

@@ -1,14 +1,20 @@
 //! One running fleet member: the replicated queue started from a validated
 //! configuration, its housekeeping, and an orderly shutdown.
 //!
-//! Shutdown structure: one root `CancellationToken` and one `TaskTracker` own every
-//! task. `Node::shutdown` cancels the token (listeners stop accepting), stops Raft,
-//! then waits for the tracked tasks up to a deadline and reports what did not stop.
+//! Shutdown structure: one root `CancellationToken` and one `TaskTracker` own the
+//! queue's tasks; SMTP has its own token and tracker so that it stops first.
+//! `Node::shutdown` stops SMTP intake (the listener stops accepting, idle sessions get
+//! `421 4.3.2`, a transaction in flight finishes while Raft is still up), then cancels
+//! the root token, stops Raft, and waits for the remaining tasks up to a deadline.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mxfleet_queue::{InitialMember, PeerTls, Queue, QueueConfig, StartError};
+use mxfleet_smtp::SessionConfig;
+use mxfleet_smtp::listener::ConnectionLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -30,6 +36,20 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("cannot listen for SMTP on {addr}: {source}")]
+    SmtpListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The SMTP service of a node.
+#[derive(Clone, Debug)]
+pub struct SmtpService {
+    pub listen: SocketAddr,
+    pub session: Arc<SessionConfig>,
+    pub connections: ConnectionLimits,
 }
 
 /// A running node.
@@ -37,6 +57,9 @@ pub struct Node {
     queue: Queue,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    smtp_shutdown: CancellationToken,
+    smtp_tracker: TaskTracker,
+    smtp_addr: Option<SocketAddr>,
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, NodeError> {
@@ -85,17 +108,46 @@ pub fn queue_config(config: &NodeConfig) -> Result<QueueConfig, NodeError> {
 }
 
 impl Node {
-    /// Starts the node described by `config`.
-    pub async fn start(config: QueueConfig) -> Result<Node, NodeError> {
+    /// Starts the node described by `config`, with SMTP intake if `smtp` is given.
+    pub async fn start(config: QueueConfig, smtp: Option<SmtpService>) -> Result<Node, NodeError> {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let queue = Queue::start(config, shutdown.clone(), tracker.clone()).await?;
         tracker.spawn(expire_dedup_records(queue.clone(), shutdown.clone()));
+        let smtp_shutdown = CancellationToken::new();
+        let smtp_tracker = TaskTracker::new();
+        let mut smtp_addr = None;
+        if let Some(smtp) = smtp {
+            let listener = tokio::net::TcpListener::bind(smtp.listen)
+                .await
+                .map_err(|source| NodeError::SmtpListen {
+                    addr: smtp.listen,
+                    source,
+                })?;
+            smtp_addr = listener.local_addr().ok();
+            let intake = Arc::new(crate::intake::QueueIntake::new(queue.clone()));
+            smtp_tracker.spawn(mxfleet_smtp::listener::serve(
+                listener,
+                smtp.session,
+                smtp.connections,
+                intake,
+                smtp_shutdown.clone(),
+                smtp_tracker.clone(),
+            ));
+        }
         Ok(Node {
             queue,
             shutdown,
             tracker,
+            smtp_shutdown,
+            smtp_tracker,
+            smtp_addr,
         })
+    }
+
+    /// The bound SMTP address, if this node takes mail.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp_addr
     }
 
     /// The node's queue handle.
@@ -107,6 +159,19 @@ impl Node {
     pub async fn shutdown(self, deadline: Duration) {
         let node_id = self.queue.node_id();
         info!(node_id, "node_stopping");
+        // SMTP first, while Raft still runs, so that transactions in flight complete.
+        self.smtp_shutdown.cancel();
+        self.smtp_tracker.close();
+        if tokio::time::timeout(deadline, self.smtp_tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                node_id,
+                sessions = self.smtp_tracker.len(),
+                "smtp_drain_deadline_passed"
+            );
+        }
         self.shutdown.cancel();
         self.queue.shutdown().await;
         self.tracker.close();

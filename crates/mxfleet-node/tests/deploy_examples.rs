@@ -3,11 +3,15 @@
 //! The files name TLS paths under `/etc/mxfleet/tls/` that do not exist on a build
 //! machine, so existence checks are skipped; everything else is checked as in
 //! production. The example fleet is also checked as a whole: the nodes agree on
-//! `initial_members`, and each one's entry matches its own identity.
+//! `initial_members`, each one's entry matches its own identity, and all of them accept
+//! mail for the same domains with the same limits.
 
 use std::path::{Path, PathBuf};
 
-use mxfleet_node::config::{FileChecks, NodeConfig, parse_with};
+use mxfleet_node::config::{
+    FileChecks, NodeConfig, PeerTransport, RecipientSource, RelayDomainConfig, SmtpConfig,
+    parse_with,
+};
 
 fn deploy_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
@@ -81,12 +85,58 @@ fn example_fleet_agrees_on_its_members() {
         assert_eq!(own.addr, config.peer.advertise);
         assert_eq!(own.site, config.node.site);
         assert!(
-            matches!(
-                config.peer.transport,
-                mxfleet_node::config::PeerTransport::MutualTls { .. }
-            ),
+            matches!(config.peer.transport, PeerTransport::MutualTls { .. }),
             "node {} must use mutual TLS",
             config.node.id
         );
     }
+
+    // A sender's retry may land on any node, so every node must answer it alike: the
+    // same domains and recipients, and the same limits. Only the announced name differs.
+    let same_everywhere = |config: &NodeConfig| SmtpConfig {
+        hostname: String::new(),
+        tls_certificates: Vec::new(),
+        ..config.smtp.clone()
+    };
+    for config in &fleet {
+        assert_eq!(config.smtp.hostname, config.node.name);
+        assert_eq!(same_everywhere(config), same_everywhere(&fleet[0]));
+        assert_eq!(config.relay_domains, fleet[0].relay_domains);
+        assert!(
+            !config.smtp.tls_certificates.is_empty(),
+            "node {} must offer STARTTLS",
+            config.node.id
+        );
+    }
+    let sources: Vec<(&str, &RecipientSource)> = fleet[0]
+        .relay_domains
+        .iter()
+        .map(|relay| (relay.domain.as_str(), &relay.recipients))
+        .collect();
+    assert!(
+        matches!(
+            sources.as_slice(),
+            [
+                ("example.org", RecipientSource::Listed(_)),
+                ("example.com", RecipientSource::File(_)),
+            ]
+        ),
+        "{sources:?}"
+    );
+}
+
+#[test]
+fn dev_node_takes_mail_for_example_test_on_a_high_port() {
+    let config =
+        parse_file(&deploy_dir().join("examples/dev-node.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.smtp.listen.to_string(), "127.0.0.1:2525");
+    assert_eq!(config.smtp.hostname, "dev-node");
+    assert!(config.smtp.tls_certificates.is_empty());
+    assert_eq!(
+        config.relay_domains,
+        [RelayDomainConfig {
+            domain: "example.test".to_owned(),
+            recipients: RecipientSource::CatchAll,
+        }]
+    );
 }

@@ -3,6 +3,7 @@
 //! - [`wait_for`]: poll a condition until a deadline, never a fixed sleep.
 //! - [`QueueCluster`]: N replicated-queue nodes on ephemeral loopback ports with real
 //!   gRPC, real fsynced files and short timers; stop, restart from disk, add nodes.
+//! - [`tls`]: a throwaway CA and leaf certificates.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use mxfleet_queue::{InitialMember, Queue, QueueConfig};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub mod tls;
 
 /// Polls `condition` every 20 ms until it holds or `deadline` passes; panics with
 /// `what` on timeout.

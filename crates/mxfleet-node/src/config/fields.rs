@@ -1,4 +1,4 @@
-//! Field-level checks shared by the stage-2 sections: units, labels and files.
+//! Field-level checks shared by the stage-2 sections: units, counts, labels and files.
 //!
 //! Each function checks one value, reports what is wrong under the key it is given, and
 //! returns `None` in that case, so callers can keep checking the other fields.
@@ -13,11 +13,13 @@ use super::FileChecks;
 use super::error::ErrorReport;
 use super::raw::{DurationText, SizeText};
 
-/// Bounds of `queue.max_message_size`, inclusive: 1KB and 2GB (decimal units).
+/// Bounds of a message size limit, inclusive: 1KB and 2GB (decimal units).
 const MIN_MESSAGE_SIZE: u64 = 1000;
 const MAX_MESSAGE_SIZE: u64 = 2 * 1000 * 1000 * 1000;
 
-pub(super) fn tls_file(
+/// A file the node reads at startup (a TLS certificate or key, a recipient list), which
+/// must exist and be readable when `checks` allows looking.
+pub(super) fn existing_file(
     report: &mut ErrorReport,
     key: &str,
     path: &Path,
@@ -57,7 +59,7 @@ pub(super) struct DurationSetting {
 }
 
 impl DurationSetting {
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let shown = humantime::format_duration(self.value);
         if self.is_default {
             format!("{shown} (the default)")
@@ -122,37 +124,70 @@ pub(super) fn at_least_multiple(
     }
 }
 
+/// A size setting as written: not written (a default applies), valid, or wrong (and
+/// already reported). Two keys may hold the same limit, so whether the setting was
+/// written matters after parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WrittenSize {
+    Absent,
+    Bytes(u64),
+    Invalid,
+}
+
 /// Parses `"64MB"` (decimal) or `"64MiB"` (binary) into bytes, within the allowed bounds.
 pub(super) fn message_size(
     report: &mut ErrorReport,
+    key: &str,
     text: Option<SizeText>,
-    default: u64,
-) -> Option<u64> {
-    const KEY: &str = "queue.max_message_size";
+) -> WrittenSize {
     let Some(SizeText(text)) = text else {
-        return Some(default);
+        return WrittenSize::Absent;
     };
     let bytes = match text.trim().parse::<ByteSize>() {
         Ok(size) => size.as_u64(),
         Err(why) => {
             report.push(
-                KEY,
+                key,
                 format!(r#"{text:?} is not a size ({why}); write e.g. "64MB" or "64MiB""#),
             );
-            return None;
+            return WrittenSize::Invalid;
         }
     };
     if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&bytes) {
         report.push(
-            KEY,
+            key,
             format!(
                 "must be between 1KB ({MIN_MESSAGE_SIZE} bytes) and 2GB ({MAX_MESSAGE_SIZE} \
                  bytes), got {text:?} = {bytes} bytes"
             ),
         );
-        return None;
+        return WrittenSize::Invalid;
     }
-    Some(bytes)
+    WrittenSize::Bytes(bytes)
+}
+
+/// A count such as a connection or recipient limit: `default` when not written,
+/// otherwise at least `min` and, if there is one, at most `max`.
+pub(super) fn count<T>(
+    report: &mut ErrorReport,
+    key: &str,
+    value: Option<T>,
+    default: T,
+    (min, max): (T, Option<T>),
+) -> Option<T>
+where
+    T: Copy + PartialOrd + std::fmt::Display,
+{
+    let Some(value) = value else {
+        return Some(default);
+    };
+    let problem = match max {
+        Some(max) if value < min || value > max => format!("must be from {min} to {max}"),
+        None if value < min => format!("must be at least {min}"),
+        _ => return Some(value),
+    };
+    report.push(key, format!("{problem}, got {value}"));
+    None
 }
 
 pub(super) fn required<T>(

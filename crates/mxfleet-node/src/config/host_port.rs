@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU16;
 
+use super::dns_name;
+
 /// A dialable address: an IP literal or a DNS name, and a non-zero port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostPort {
@@ -103,9 +105,7 @@ fn parse_port(port: &str) -> Result<NonZeroU16, String> {
         .ok_or_else(|| "port 0 is an ephemeral port that peers cannot dial".to_owned())
 }
 
-/// An IPv4 literal, or a DNS name per RFC 1123 (letters, digits and hyphens; labels of
-/// 1 to 63 characters; 253 at most in all; the last label not all digits, so that a
-/// mistyped IPv4 address such as `10.0.1.300` is not taken for a name).
+/// An IPv4 literal, or a DNS name (see [`super::dns_name`]), normalized.
 fn parse_host(host: &str) -> Result<Host, String> {
     if host.is_empty() {
         return Err("the host is missing".to_owned());
@@ -113,30 +113,9 @@ fn parse_host(host: &str) -> Result<Host, String> {
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(Host::Ip(IpAddr::V4(ip)));
     }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let invalid = || format!("{host:?} is neither an IPv4 address nor a valid DNS name");
-    if name.is_empty() || name.len() > 253 {
-        return Err(invalid());
-    }
-    for label in name.split('.') {
-        let well_formed = (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !well_formed {
-            return Err(invalid());
-        }
-    }
-    let last_label_numeric = name
-        .rsplit('.')
-        .next()
-        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
-    if last_label_numeric {
-        return Err(invalid());
-    }
-    Ok(Host::Name(name.to_ascii_lowercase()))
+    dns_name::host_name(host).map(Host::Name).map_err(|why| {
+        format!("{host:?} is neither an IPv4 address nor a valid DNS name: it {why}")
+    })
 }
 
 #[cfg(test)]

@@ -27,16 +27,22 @@
 //! Layout:
 //! - `raw`: stage 1, the file's shape (`RawConfig`).
 //! - `validated`: stage 2, [`NodeConfig`] and its sections, and the rules across keys.
-//! - `fields`: stage-2 checks of single values (durations, sizes, labels, TLS files).
+//! - `smtp`: stage 2 of `[smtp]`, [`SmtpConfig`] (listener, limits, STARTTLS).
+//! - `relay_domains`: stage 2 of `[[relay_domains]]`, [`RelayDomainConfig`].
+//! - `fields`: stage-2 checks of single values (durations, sizes, counts, labels, files).
 //! - `host_port`: `host:port` addresses that peers dial, normalized for comparison.
+//! - `dns_name`: host names, domains and certificate names, normalized for comparison.
 //! - `error`: [`ConfigError`], [`ConfigErrors`] and the collector both stages share.
 //!
 //! The examples in `deploy/examples/` are parsed by `tests/deploy_examples.rs`.
 
+mod dns_name;
 mod error;
 mod fields;
 mod host_port;
 mod raw;
+mod relay_domains;
+mod smtp;
 mod validated;
 
 #[cfg(test)]
@@ -45,6 +51,8 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use relay_domains::{RecipientSource, RelayDomainConfig};
+pub use smtp::{BareLineEndingsSetting, SmtpConfig, TlsCertificateConfig};
 pub use validated::{
     ClusterConfig, InitialMember, NodeConfig, NodeIdentity, PeerConfig, PeerTransport, QueueLimits,
     RaftTimers,
@@ -59,12 +67,13 @@ pub const EXIT_CONFIG: i32 = 64;
 /// How much of the host validation may look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileChecks {
-    /// Check that the TLS files exist and are readable, that an existing `data_dir` is
-    /// a directory, and default `node.name` to the machine hostname. Used by [`load`]
-    /// and [`parse`].
+    /// Check that the TLS files and recipient files exist and are readable, that an
+    /// existing `data_dir` is a directory, and default `node.name` to the machine
+    /// hostname. Used by [`load`] and [`parse`].
     Filesystem,
     /// Judge the text alone and touch nothing, e.g. to check example configs on a
-    /// machine without the TLS files. `node.name` then defaults to `mxfleet-node-<id>`.
+    /// machine without the TLS or recipient files. `node.name` then defaults to
+    /// `mxfleet-node-<id>`.
     Skip,
 }
 

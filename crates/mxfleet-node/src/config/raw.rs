@@ -11,7 +11,9 @@
 //! (a syntax error, an unknown key or a wrong TOML type), located by key path and line.
 //!
 //! Layout: [`RawConfig`] holds one struct per TOML table: [`RawNode`], [`RawPeer`],
-//! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`] and [`RawQueue`].
+//! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`], [`RawQueue`], [`RawSmtp`]
+//! (with [`RawTlsCertificate`] entries), and the `[[relay_domains]]` array of
+//! [`RawRelayDomain`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ pub(crate) struct RawConfig {
     pub cluster: RawCluster,
     pub raft: RawRaft,
     pub queue: RawQueue,
+    pub smtp: RawSmtp,
+    pub relay_domains: Vec<RawRelayDomain>,
 }
 
 /// `[node]`: who this member is and where it keeps its state.
@@ -91,6 +95,56 @@ pub(crate) struct RawQueue {
     pub dedup_window: Option<DurationText>,
     pub max_message_size: Option<SizeText>,
     pub blob_quorum_timeout: Option<DurationText>,
+}
+
+/// `[smtp]`: the inbound SMTP listener. Keys are named after the Postfix parameters
+/// they replace (`smtpd_timeout` is `timeout`, `smtpd_recipient_limit` is
+/// `recipient_limit`, and so on).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [smtp] table")]
+pub(crate) struct RawSmtp {
+    pub listen: Option<String>,
+    pub hostname: Option<String>,
+    pub message_size_limit: Option<SizeText>,
+    pub recipient_limit: Option<usize>,
+    pub timeout: Option<DurationText>,
+    pub data_timeout: Option<DurationText>,
+    pub data_total_timeout: Option<DurationText>,
+    pub hard_error_limit: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub client_connection_count_limit: Option<usize>,
+    /// `"reject"` or `"normalize"`; a string here so that a wrong word is a stage-2
+    /// error reported alongside the others.
+    pub bare_line_endings: Option<String>,
+    pub tls_certificates: Vec<RawTlsCertificate>,
+}
+
+/// One `smtp.tls_certificates` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = r#"a certificate such as { cert = "/etc/mxfleet/tls/mx.crt", key = "/etc/mxfleet/tls/mx.key", names = ["mx.example.net"] }"#
+)]
+pub(crate) struct RawTlsCertificate {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub names: Option<Vec<String>>,
+}
+
+/// One `[[relay_domains]]` table: a domain this node is a backup MX for, and whom it
+/// accepts mail for there (Postfix `relay_domains` and `relay_recipient_maps`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = r#"a relay domain table such as { domain = "example.org", catch_all = true }"#
+)]
+pub(crate) struct RawRelayDomain {
+    pub domain: Option<String>,
+    pub recipients: Option<Vec<String>>,
+    pub recipient_file: Option<PathBuf>,
+    pub catch_all: Option<bool>,
 }
 
 /// A duration as written, e.g. `"250ms"`; parsed with `humantime` in stage 2.

@@ -1,4 +1,9 @@
 //! Tests of both stages through the public entry points, one rule per test.
+//!
+//! `[smtp]` and `[[relay_domains]]` have their own files under `tests/`.
+
+mod relay_domains;
+mod smtp;
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,6 +58,8 @@ fn minimal_config_gets_the_defaults() {
     assert!(config.cluster.initial_members.is_empty());
     assert_eq!(config.raft, RaftTimers::default());
     assert_eq!(config.queue, QueueLimits::default());
+    assert_eq!(config.smtp, SmtpConfig::default_for("mxfleet-node-1"));
+    assert!(config.relay_domains.is_empty());
 }
 
 #[test]

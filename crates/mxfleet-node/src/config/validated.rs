@@ -11,8 +11,9 @@
 //! build a `NodeConfig` in code (for instance with tiny [`RaftTimers`]) without a file.
 //!
 //! Layout: the types ([`NodeConfig`] and its sections), then [`validate`], then one
-//! `check_*` function per section. Field-level parsing (units, labels, files) lives in
-//! [`super::fields`].
+//! `check_*` function per section. `[smtp]` and `[[relay_domains]]` have their own
+//! modules ([`super::smtp`], [`super::relay_domains`]), types included. Field-level
+//! parsing (units, counts, labels, files) lives in [`super::fields`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,11 +25,13 @@ use mxfleet_core::NodeId;
 use super::FileChecks;
 use super::error::ErrorReport;
 use super::fields::{
-    at_least_multiple, data_dir, default_node_name, duration, message_size, node_name, non_zero_id,
-    required, site_label, tls_file,
+    WrittenSize, at_least_multiple, data_dir, default_node_name, duration, existing_file,
+    message_size, node_name, non_zero_id, required, site_label,
 };
 use super::host_port::HostPort;
 use super::raw::{RawConfig, RawMember, RawNode, RawPeer, RawQueue, RawRaft};
+use super::relay_domains::{RelayDomainConfig, check_relay_domains};
+use super::smtp::{SmtpConfig, SmtpContext, check_smtp, unified_message_size};
 
 /// Everything one fleet member needs to start, checked before any socket is bound.
 #[derive(Debug, Clone)]
@@ -38,6 +41,10 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     pub raft: RaftTimers,
     pub queue: QueueLimits,
+    pub smtp: SmtpConfig,
+    /// Empty is valid: the node then refuses every recipient (see
+    /// [`super::relay_domains`]).
+    pub relay_domains: Vec<RelayDomainConfig>,
 }
 
 /// `[node]`: who this member is and where it keeps its state.
@@ -127,7 +134,8 @@ pub struct QueueLimits {
     /// How long a message's dedup key (its Message-ID) is remembered, so that a message
     /// relayed twice within the window is queued once.
     pub dedup_window: Duration,
-    /// Largest accepted message, in bytes (SMTP `SIZE`).
+    /// Largest accepted message, in bytes (SMTP `SIZE`). Always equal to
+    /// [`SmtpConfig::message_size_limit`]: the file may set either key.
     pub max_message_size: u64,
     /// How long to wait for a write quorum of peers to fsync a message body.
     pub blob_quorum_timeout: Duration,
@@ -158,6 +166,14 @@ pub(crate) fn validate(
     check_own_entry(&node, peer.advertised.as_ref(), &members, report);
     let raft = check_raft(raw.raft, report);
     let queue = check_queue(raw.queue, report);
+    let smtp_context = SmtpContext {
+        node_name: node.name.as_deref(),
+        peer_listen: peer.listen,
+    };
+    let smtp = check_smtp(raw.smtp, &smtp_context, checks, report);
+    let message_size =
+        unified_message_size(report, queue.max_message_size, smtp.message_size_limit);
+    let relay_domains = check_relay_domains(raw.relay_domains, checks, report);
 
     if !report.is_clean() {
         return None;
@@ -166,6 +182,7 @@ pub(crate) fn validate(
         .into_iter()
         .map(MemberDraft::finish)
         .collect::<Option<Vec<_>>>()?;
+    let message_size = message_size?;
     Some(NodeConfig {
         node: NodeIdentity {
             id: node.id?,
@@ -180,7 +197,9 @@ pub(crate) fn validate(
         },
         cluster: ClusterConfig { initial_members },
         raft: raft?,
-        queue: queue?,
+        queue: queue.finish(message_size)?,
+        smtp: smtp.finish(message_size)?,
+        relay_domains: relay_domains?,
     })
 }
 
@@ -372,7 +391,7 @@ fn peer_transport(
         return None;
     }
     let [cert, key, ca] = tls_files.map(|(key, path)| match path {
-        Some(path) => tls_file(report, key, path, checks),
+        Some(path) => existing_file(report, key, path, checks),
         None => {
             report.push(
                 key,
@@ -560,7 +579,25 @@ fn check_raft(raw: RawRaft, report: &mut ErrorReport) -> Option<RaftTimers> {
     })
 }
 
-fn check_queue(raw: RawQueue, report: &mut ErrorReport) -> Option<QueueLimits> {
+/// `[queue]` with each field checked on its own. The size limit is kept as written, to
+/// be unified with `smtp.message_size_limit`.
+struct QueueDraft {
+    dedup_window: Option<Duration>,
+    max_message_size: WrittenSize,
+    blob_quorum_timeout: Option<Duration>,
+}
+
+impl QueueDraft {
+    fn finish(self, max_message_size: u64) -> Option<QueueLimits> {
+        Some(QueueLimits {
+            dedup_window: self.dedup_window?,
+            max_message_size,
+            blob_quorum_timeout: self.blob_quorum_timeout?,
+        })
+    }
+}
+
+fn check_queue(raw: RawQueue, report: &mut ErrorReport) -> QueueDraft {
     let defaults = QueueLimits::default();
     let dedup_window = duration(
         report,
@@ -568,16 +605,16 @@ fn check_queue(raw: RawQueue, report: &mut ErrorReport) -> Option<QueueLimits> {
         raw.dedup_window,
         defaults.dedup_window,
     );
-    let max_message_size = message_size(report, raw.max_message_size, defaults.max_message_size);
+    let max_message_size = message_size(report, "queue.max_message_size", raw.max_message_size);
     let blob_quorum_timeout = duration(
         report,
         "queue.blob_quorum_timeout",
         raw.blob_quorum_timeout,
         defaults.blob_quorum_timeout,
     );
-    Some(QueueLimits {
-        dedup_window: dedup_window?.value,
-        max_message_size: max_message_size?,
-        blob_quorum_timeout: blob_quorum_timeout?.value,
-    })
+    QueueDraft {
+        dedup_window: dedup_window.map(|setting| setting.value),
+        max_message_size,
+        blob_quorum_timeout: blob_quorum_timeout.map(|setting| setting.value),
+    }
 }

@@ -1,8 +1,9 @@
 //! `mxfleet dev`: a working local cluster on loopback with no configuration: N nodes
 //! (default 3) in this process, each with its own data directory, peers on ephemeral
-//! loopback ports, plaintext between them (dev mode only). It bootstraps the cluster,
+//! loopback ports, plaintext between them (dev mode only), and an SMTP listener per
+//! node that relays for `example.test` (any recipient). It bootstraps the cluster,
 //! replicates a demo message through a follower to prove the path end to end, prints
-//! the endpoints, and runs until Ctrl-C.
+//! the endpoints and a command that sends a test mail, and runs until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,7 +11,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use mxfleet_core::Envelope;
 use mxfleet_node::Node;
+use mxfleet_node::node::SmtpService;
 use mxfleet_queue::{InitialMember, PeerTls, QueueConfig};
+use mxfleet_smtp::data::BareLineEndings;
+use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
+use mxfleet_smtp::{PolicyHandle, SessionConfig, SessionLimits};
 use tracing::error;
 
 use super::{EXIT_FAILED, SHUTDOWN_DEADLINE};
@@ -23,6 +28,9 @@ pub struct DevArgs {
     /// Keep data here instead of a temporary directory (which is removed on exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The domain the dev cluster relays for (any recipient).
+    #[arg(long, default_value = "example.test")]
+    relay_domain: String,
 }
 
 const SITES: [&str; 3] = ["dev-a", "dev-b", "dev-c"];
@@ -57,7 +65,21 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         config.tls = PeerTls::Plaintext;
         config.heartbeat_interval = Duration::from_millis(100);
         config.election_timeout = Duration::from_millis(500);
-        nodes.push((site, Node::start(config).await?));
+        let smtp = SmtpService {
+            listen: "127.0.0.1:0".parse()?,
+            session: std::sync::Arc::new(SessionConfig {
+                hostname: format!("node{id}.mxfleet.dev"),
+                limits: SessionLimits::default(),
+                bare_line_endings: BareLineEndings::Reject,
+                tls: None,
+                policy: std::sync::Arc::new(PolicyHandle::new(RelayPolicy::new(vec![(
+                    args.relay_domain.to_ascii_lowercase(),
+                    RecipientRule::CatchAll,
+                )]))),
+            }),
+            connections: Default::default(),
+        };
+        nodes.push((site, Node::start(config, Some(smtp)).await?));
     }
     let members: Vec<InitialMember> = nodes
         .iter()
@@ -115,6 +137,20 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         },
         nodes.len()
     );
+    if let Some(smtp) = nodes.last().and_then(|(_, n)| n.smtp_addr()) {
+        let domain = &args.relay_domain;
+        println!("  send a test mail (any node works; mail for other domains is refused):");
+        println!(
+            "    swaks --server {} --port {} --from you@client.example --to postmaster@{domain}",
+            smtp.ip(),
+            smtp.port()
+        );
+        println!(
+            "    python3 -c \"import smtplib; smtplib.SMTP('{}', {}).sendmail('you@client.example', ['postmaster@{domain}'], 'Subject: hi\\r\\n\\r\\nhello\\r\\n')\"",
+            smtp.ip(),
+            smtp.port()
+        );
+    }
     println!("ready; Ctrl-C to stop");
 
     let signal = mxfleet_node::signals::stop_requested().await?;

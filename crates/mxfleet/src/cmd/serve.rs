@@ -33,7 +33,7 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let node = match Node::start(queue_config).await {
+    let node = match Node::start(queue_config, None).await {
         Ok(node) => node,
         Err(e) => {
             error!(cause = %e, "node_start_failed");

@@ -1,0 +1,49 @@
+//! RCPT TO: add a recipient. Only relay domains and, where a list is configured, known
+//! recipients are accepted; an unknown one is refused now (`550 5.1.1`), never bounced
+//! later, so the fleet never sends backscatter.
+
+use smtp_proto::RcptTo;
+use tracing::info;
+
+use super::{Session, Stop};
+use crate::reply::Reply;
+
+impl Session {
+    pub(super) fn rcpt(&mut self, to: RcptTo<String>) -> Result<(), Stop> {
+        let max_recipients = self.config.limits.max_recipients;
+        let Some(transaction) = self.transaction.as_ref() else {
+            return self.error_reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if !transaction.smtputf8 && !to.address.is_ascii() {
+            return self.error_reply(Reply::new(
+                553,
+                "5.6.7",
+                "Must declare SMTPUTF8 to send a UTF-8 address",
+            ));
+        }
+        if transaction.recipients.len() >= max_recipients {
+            // RFC 5321 §4.5.3.1.10: a temporary failure; the client sends the rest later.
+            return self.ok(Reply::new(452, "4.5.3", "Error: too many recipients"));
+        }
+        match self.config.policy.current().check_recipient(&to.address) {
+            Ok(mailbox) => {
+                if let Some(transaction) = self.transaction.as_mut()
+                    && !transaction.recipients.contains(&mailbox)
+                {
+                    transaction.recipients.push(mailbox);
+                }
+                self.ok(Reply::new(250, "2.1.5", "Ok"))
+            }
+            Err(reply) => {
+                info!(
+                    client = %self.client.addr,
+                    helo = self.greeting.as_ref().map(|g| g.name.as_str()).unwrap_or(""),
+                    to = %to.address,
+                    reply = %reply,
+                    "smtp_recipient_rejected"
+                );
+                self.error_reply(reply)
+            }
+        }
+    }
+}

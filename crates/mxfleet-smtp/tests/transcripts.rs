@@ -1,0 +1,462 @@
+//! Transcript tests: every verb and reply code of the session, over an in-memory
+//! stream, against an in-memory intake. Each script is also replayed with its input
+//! split into arbitrary chunks, and must produce byte-identical replies.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mxfleet_core::{BodyDigest, Envelope, QueueId};
+use mxfleet_smtp::data::BareLineEndings;
+use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
+use mxfleet_smtp::{
+    BodySink, ClientInfo, IntakeError, MessageIntake, PolicyHandle, Receipt, SessionConfig,
+    SessionEnd, SessionLimits, StoredBody, run_session,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// What the in-memory intake does with messages.
+#[derive(Default)]
+struct MemoryIntake {
+    queued: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    fail_with: Mutex<Option<fn() -> IntakeError>>,
+}
+
+struct MemorySink(Vec<u8>);
+
+#[async_trait::async_trait]
+impl BodySink for MemorySink {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+    async fn finish(self: Box<Self>) -> Result<StoredBody, IntakeError> {
+        Ok(StoredBody {
+            digest: BodyDigest::of(&self.0),
+            size: self.0.len() as u64,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageIntake for MemoryIntake {
+    async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError> {
+        Ok(Box::new(MemorySink(Vec::new())))
+    }
+    async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError> {
+        if let Some(fail) = *self.fail_with.lock().unwrap() {
+            return Err(fail());
+        }
+        let mut queued = self.queued.lock().unwrap();
+        queued.push((envelope, body.digest.0.to_vec()));
+        Ok(Receipt {
+            id: QueueId(queued.len() as u64),
+            duplicate: false,
+        })
+    }
+}
+
+fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
+    let mut limits = SessionLimits {
+        command_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    tune(&mut limits);
+    let policy = RelayPolicy::new(vec![
+        (
+            "example.org".to_string(),
+            RecipientRule::Listed(
+                ["alice".to_string(), "bob".to_string()]
+                    .into_iter()
+                    .collect(),
+            ),
+        ),
+        ("example.net".to_string(), RecipientRule::CatchAll),
+    ]);
+    Arc::new(SessionConfig {
+        hostname: "mx2.example.org".into(),
+        limits,
+        bare_line_endings: BareLineEndings::Reject,
+        tls: None,
+        policy: Arc::new(PolicyHandle::new(policy)),
+    })
+}
+
+/// Runs a session fed with `chunks` (written one after another) and returns everything
+/// the server wrote, how the session ended, and what was queued.
+async fn converse(
+    config: Arc<SessionConfig>,
+    chunks: Vec<Vec<u8>>,
+) -> (String, SessionEnd, Arc<MemoryIntake>) {
+    let intake = Arc::new(MemoryIntake::default());
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let addr = "192.0.2.7:40000".parse().unwrap();
+    let session = tokio::spawn(run_session(
+        server,
+        ClientInfo { addr },
+        config,
+        intake.clone() as Arc<dyn MessageIntake>,
+        CancellationToken::new(),
+    ));
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let feeder = tokio::spawn(async move {
+        for chunk in chunks {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        // Keep our side open: the server closes after QUIT or a fatal reply.
+        std::future::pending::<()>().await;
+    });
+    let mut output = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut output)).await;
+    feeder.abort();
+    let end = session.await.unwrap();
+    (String::from_utf8_lossy(&output).into_owned(), end, intake)
+}
+
+/// Splits `script` into chunks at pseudo-random points (seeded), including 1-byte ones.
+fn chunked(script: &[u8], seed: u64) -> Vec<Vec<u8>> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut chunks = Vec::new();
+    let mut rest = script;
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let take = (state % 7) as usize + 1;
+        let (head, tail) = rest.split_at(take.min(rest.len()));
+        chunks.push(head.to_vec());
+        rest = tail;
+    }
+    chunks
+}
+
+/// Runs `script` whole and in several chunkings; asserts identical replies; returns them.
+async fn transcript(
+    config: Arc<SessionConfig>,
+    script: &str,
+) -> (String, SessionEnd, Arc<MemoryIntake>) {
+    let (whole, end, intake) = converse(config.clone(), vec![script.as_bytes().to_vec()]).await;
+    for seed in 1..=4 {
+        let (split, split_end, _) =
+            converse(config.clone(), chunked(script.as_bytes(), seed)).await;
+        assert_eq!(
+            split, whole,
+            "chunking with seed {seed} changed the replies"
+        );
+        assert_eq!(split_end, end);
+    }
+    (whole, end, intake)
+}
+
+/// The reply lines, without the banner.
+fn replies(output: &str) -> Vec<&str> {
+    output.lines().skip(1).collect()
+}
+
+#[tokio::test]
+async fn a_pipelined_transaction_is_queued_with_one_reply_per_command() {
+    let script = "EHLO client.example\r\nMAIL FROM:<sender@client.example> SIZE=100\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<anyone@example.net>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n..dot\r\n.\r\nQUIT\r\n";
+    let (output, end, intake) = transcript(config(|_| {}), script).await;
+    assert!(output.starts_with("220 mx2.example.org ESMTP mxfleet\r\n"));
+    let lines = replies(&output);
+    assert_eq!(
+        lines,
+        vec![
+            "250-mx2.example.org",
+            "250-PIPELINING",
+            "250-SIZE 64000000",
+            "250-8BITMIME",
+            "250-SMTPUTF8",
+            "250 ENHANCEDSTATUSCODES",
+            "250 2.1.0 Ok",
+            "250 2.1.5 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>",
+            "250 2.0.0 Ok: queued as 000000000001",
+            "221 2.0.0 Bye",
+        ]
+    );
+    assert_eq!(end, SessionEnd::Quit);
+    let queued = intake.queued.lock().unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0.sender, "sender@client.example");
+    assert_eq!(
+        queued[0].0.recipients,
+        vec!["alice@example.org", "anyone@example.net"]
+    );
+    assert_eq!(
+        queued[0].1,
+        BodyDigest::of(b"Subject: hi\r\n\r\nbody\r\n.dot\r\n")
+            .0
+            .to_vec()
+    );
+}
+
+#[tokio::test]
+async fn every_verb_answers_with_its_code() {
+    let script = "HELO client.example\r\nNOOP\r\nVRFY alice\r\nEXPN staff\r\nHELP\r\nRSET\r\nMAIL FROM:<>\r\nRSET\r\nQUIT\r\n";
+    let (output, end, _) = transcript(config(|_| {}), script).await;
+    let codes: Vec<&str> = replies(&output).iter().map(|l| &l[..3]).collect();
+    assert_eq!(
+        codes,
+        vec![
+            "250", "250", "252", "502", "214", "250", "250", "250", "221"
+        ]
+    );
+    assert!(
+        output.contains("250 mx2.example.org\r\n"),
+        "HELO reply: {output}"
+    );
+    assert!(output.contains("502 5.5.1 Error: EXPN command is disabled"));
+    assert_eq!(end, SessionEnd::Quit);
+}
+
+#[tokio::test]
+async fn commands_out_of_sequence_get_503_and_unknown_ones_500() {
+    let script = "MAIL FROM:<a@client.example>\r\nEHLO c.example\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nMAIL FROM:<a@client.example>\r\nMAIL FROM:<a@client.example>\r\nDATA\r\nFOO bar\r\nSTARTTLS\r\nQUIT\r\n";
+    let (output, _, _) = transcript(config(|_| {}), script).await;
+    let lines = replies(&output);
+    assert_eq!(lines[0], "503 5.5.1 Error: send HELO/EHLO first");
+    // lines[1..7] are the EHLO reply.
+    assert_eq!(
+        lines[7], "503 5.5.1 Error: need MAIL command",
+        "RCPT before MAIL"
+    );
+    assert_eq!(
+        lines[8], "503 5.5.1 Error: need MAIL command",
+        "DATA before MAIL"
+    );
+    assert_eq!(
+        lines[11], "503 5.5.1 Error: need RCPT command",
+        "DATA before RCPT"
+    );
+    assert!(lines.contains(&"503 5.5.1 Error: nested MAIL command"));
+    assert!(lines.contains(&"500 5.5.2 Error: command not recognized"));
+    assert!(
+        lines.contains(&"502 5.5.1 Error: command not implemented"),
+        "STARTTLS without TLS: {output}"
+    );
+}
+
+#[tokio::test]
+async fn relay_and_recipient_checks_answer_at_rcpt_time() {
+    let script = "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<mallory@example.org>\r\nRCPT TO:<victim@elsewhere.example>\r\nRCPT TO:<user%victim.example@example.org>\r\nRCPT TO:<user@[192.0.2.1]>\r\nRCPT TO:<Alice@EXAMPLE.org>\r\nQUIT\r\n";
+    let (output, _, _) = transcript(config(|_| {}), script).await;
+    let lines = replies(&output);
+    assert!(
+        lines[7].starts_with("550 5.1.1 <mallory@example.org>"),
+        "{}",
+        lines[7]
+    );
+    assert!(
+        lines[8].starts_with("554 5.7.1 <victim@elsewhere.example>: Relay access denied"),
+        "{}",
+        lines[8]
+    );
+    assert!(
+        lines[9].starts_with("554 5.7.1"),
+        "percent hack: {}",
+        lines[9]
+    );
+    // An address literal never reaches the relay check: the command parser refuses it.
+    assert_eq!(
+        lines[10], "501 5.1.3 Bad recipient address syntax",
+        "IP literal"
+    );
+    assert_eq!(
+        lines[11], "250 2.1.5 Ok",
+        "case-insensitive listed recipient"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_size_over_the_limit_is_refused_at_mail() {
+    let script = "EHLO c.example\r\nMAIL FROM:<s@client.example> SIZE=1000001\r\nQUIT\r\n";
+    let (output, _, _) = transcript(config(|l| l.max_message_size = 1_000_000), script).await;
+    assert!(
+        output.contains("552 5.3.4 Message size exceeds fixed limit"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn an_undeclared_oversized_message_is_refused_after_the_dot_and_nothing_is_queued() {
+    let body = "x".repeat(300) + "\r\n";
+    let script = format!(
+        "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n{}.\r\nQUIT\r\n",
+        body.repeat(10)
+    );
+    let (output, end, intake) = transcript(config(|l| l.max_message_size = 1000), &script).await;
+    assert!(
+        output.contains("552 5.3.4 Message size exceeds fixed limit"),
+        "{output}"
+    );
+    assert_eq!(
+        end,
+        SessionEnd::Quit,
+        "the session goes on after the refusal"
+    );
+    assert!(intake.queued.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn too_many_recipients_get_452_and_the_rest_are_kept() {
+    let script = "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let (output, _, intake) = transcript(config(|l| l.max_recipients = 2), script).await;
+    assert!(
+        output.contains("452 4.5.3 Error: too many recipients"),
+        "{output}"
+    );
+    assert_eq!(intake.queued.lock().unwrap()[0].0.recipients.len(), 2);
+}
+
+#[tokio::test]
+async fn smuggling_vectors_never_end_data_and_the_message_is_refused() {
+    for vector in ["\n.\r\n", "\r\n.\n", "\n.\n", "\r.\r", "\r.\r\n"] {
+        let script = format!(
+            "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: a{vector}MAIL FROM:<evil@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n"
+        );
+        let (output, end, intake) = transcript(config(|_| {}), &script).await;
+        let lines = replies(&output);
+        assert!(
+            lines.iter().any(|l| l.starts_with("554 5.6.0")),
+            "vector {vector:?}: {output}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("250 2.0.0 Ok: queued")),
+            "vector {vector:?}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("354")).count(),
+            1,
+            "vector {vector:?}"
+        );
+        assert_eq!(end, SessionEnd::Quit);
+        assert!(intake.queued.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_looping_message_is_refused() {
+    let headers = "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n".repeat(51);
+    let script = format!(
+        "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n{headers}\r\nbody\r\n.\r\nQUIT\r\n"
+    );
+    let (output, _, _) = transcript(config(|_| {}), &script).await;
+    assert!(output.contains("554 5.4.6"), "{output}");
+}
+
+#[tokio::test]
+async fn no_quorum_answers_451_and_disk_full_452() {
+    let script = "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n";
+    for (fail, expected) in [
+        (
+            (|| IntakeError::NoQuorum("cut off".into())) as fn() -> IntakeError,
+            "451 4.3.0",
+        ),
+        (
+            (|| IntakeError::StorageFull("disk".into())) as fn() -> IntakeError,
+            "452 4.3.1",
+        ),
+    ] {
+        let intake = Arc::new(MemoryIntake::default());
+        *intake.fail_with.lock().unwrap() = Some(fail);
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let session = tokio::spawn(run_session(
+            server,
+            ClientInfo {
+                addr: "192.0.2.7:1".parse().unwrap(),
+            },
+            config(|_| {}),
+            intake.clone() as Arc<dyn MessageIntake>,
+            CancellationToken::new(),
+        ));
+        let (mut reader, mut writer) = tokio::io::split(client);
+        writer.write_all(script.as_bytes()).await.unwrap();
+        let mut output = String::new();
+        reader.read_to_string(&mut output).await.unwrap();
+        session.await.unwrap();
+        assert!(output.contains(expected), "{expected}: {output}");
+    }
+}
+
+#[tokio::test]
+async fn too_many_errors_end_the_session_with_421() {
+    let script = "EHLO c.example\r\nBAD\r\nBAD\r\nBAD\r\nNOOP\r\n";
+    let (output, end, _) = transcript(config(|l| l.max_errors = 3), script).await;
+    assert!(
+        output.ends_with("421 4.7.0 mx2.example.org Error: too many errors\r\n"),
+        "{output}"
+    );
+    assert_eq!(end, SessionEnd::TooManyErrors);
+}
+
+#[tokio::test]
+async fn an_overlong_command_line_is_refused() {
+    let script = format!("EHLO c.example\r\nNOOP {}\r\nQUIT\r\n", "x".repeat(3000));
+    let (output, _, _) = transcript(config(|_| {}), &script).await;
+    assert!(
+        output.contains("500 5.5.2 Error: line too long"),
+        "{output}"
+    );
+    assert!(output.contains("221 2.0.0 Bye"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_dropped_with_421_after_the_command_timeout() {
+    let intake = Arc::new(MemoryIntake::default());
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let session = tokio::spawn(run_session(
+        server,
+        ClientInfo {
+            addr: "192.0.2.7:1".parse().unwrap(),
+        },
+        config(|l| l.command_timeout = Duration::from_secs(300)),
+        intake as Arc<dyn MessageIntake>,
+        CancellationToken::new(),
+    ));
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(b"EHLO slow.example\r\nMAIL FROM:<s@client.example>\r\n")
+        .await
+        .unwrap();
+    let mut output = String::new();
+    reader.read_to_string(&mut output).await.unwrap();
+    assert_eq!(session.await.unwrap(), SessionEnd::Timeout);
+    assert!(
+        output.ends_with("421 4.4.2 mx2.example.org Error: timeout exceeded\r\n"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_answers_421_to_an_idle_session() {
+    let intake = Arc::new(MemoryIntake::default());
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let shutdown = CancellationToken::new();
+    let session = tokio::spawn(run_session(
+        server,
+        ClientInfo {
+            addr: "192.0.2.7:1".parse().unwrap(),
+        },
+        config(|_| {}),
+        intake as Arc<dyn MessageIntake>,
+        shutdown.clone(),
+    ));
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer.write_all(b"EHLO c.example\r\n").await.unwrap();
+    let mut banner_and_ehlo = vec![0u8; 4096];
+    let mut seen = String::new();
+    while !seen.contains("250 ENHANCEDSTATUSCODES") {
+        let n = reader.read(&mut banner_and_ehlo).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&banner_and_ehlo[..n]));
+    }
+    shutdown.cancel();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "421 4.3.2 mx2.example.org Service shutting down\r\n");
+    assert_eq!(session.await.unwrap(), SessionEnd::Shutdown);
+}
