@@ -329,6 +329,7 @@ impl MessageTemplate {
             sender: Self::SENDER.to_string(),
             recipients: vec![Self::RECIPIENT.to_string()],
             message_id: Some(Self::message_id(phase, run, writer, seq)),
+            trace: None,
         }
     }
 }

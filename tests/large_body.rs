@@ -68,6 +68,7 @@ async fn a_64_mb_body_replicates_without_being_buffered_whole() {
         sender: "big@client.example".into(),
         recipients: vec!["user@example.org".into()],
         message_id: Some("<big@client.example>".into()),
+        trace: None,
     };
     let receipt = queue.enqueue(envelope, stored).await.unwrap();
     for id in 1..=3 {

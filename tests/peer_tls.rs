@@ -43,6 +43,7 @@ fn envelope(n: usize) -> Envelope {
         sender: format!("sender{n}@client.example"),
         recipients: vec![format!("user{n}@example.org")],
         message_id: Some(format!("<tls-{n}@client.example>")),
+        trace: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn envelope(n: usize) -> Envelope {
             "postmaster@example.org".into(),
         ],
         message_id: Some(format!("<msg-{n}@client.example>")),
+        trace: None,
     }
 }
 

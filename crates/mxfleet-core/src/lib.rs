@@ -22,6 +22,6 @@ pub mod state;
 
 pub use command::{Command, Rejection, Response};
 pub use entry::{Assignment, HistoryEvent, MessageState, QueueEntry};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, ReceivedTrace};
 pub use ids::{BodyDigest, DedupKey, NodeId, QueueId, UnixMillis};
 pub use state::{Applied, Change, QueueState};

@@ -343,6 +343,7 @@ mod tests {
             sender: "s@sender.example".into(),
             recipients: vec!["r@example.org".into()],
             message_id: Some(message_id.into()),
+            trace: None,
         };
         let body = BodyDigest::of(message_id.as_bytes());
         Command::Enqueue {

@@ -1,5 +1,5 @@
-//! Waiting for the signals that stop a node: SIGTERM (systemd, Kubernetes) and SIGINT
-//! (Ctrl-C).
+//! Waiting for the signals that steer a node: SIGTERM (systemd, Kubernetes) and SIGINT
+//! (Ctrl-C) stop it; SIGHUP reloads what can change without a restart.
 
 /// Resolves with the signal's name once SIGTERM or SIGINT arrives.
 pub async fn stop_requested() -> std::io::Result<&'static str> {
@@ -10,4 +10,9 @@ pub async fn stop_requested() -> std::io::Result<&'static str> {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     })
+}
+
+/// A stream of SIGHUPs (reload requests).
+pub fn reload_requests() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
 }

@@ -175,10 +175,28 @@ fn an_unknown_key_is_refused_with_its_path() {
     );
 }
 
+/// One SMTP exchange over a plain socket: returns the server's replies.
+fn smtp_exchange(port: u16, recipient: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("smtp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let script = format!(
+        "EHLO cli.test\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<{recipient}>\r\nDATA\r\nSubject: cli\r\n\r\nhello\r\n.\r\nQUIT\r\n"
+    );
+    stream.write_all(script.as_bytes()).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    replies
+}
+
 #[test]
-fn serve_runs_a_single_node_cluster_and_stops_on_sigterm() {
+fn serve_accepts_mail_reloads_recipients_on_sighup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, smtp_port) = (free_port(), free_port());
+    let recipients = dir.path().join("recipients");
+    std::fs::write(&recipients, "alice@example.test\n").unwrap();
     let path = dir.path().join("node.toml");
     std::fs::write(
         &path,
@@ -195,13 +213,43 @@ plaintext = true
 
 [cluster]
 initial_members = [ {{ id = 1, addr = "127.0.0.1:{port}", site = "dev" }} ]
+
+[smtp]
+listen = "127.0.0.1:{smtp_port}"
+hostname = "mx.cli.test"
+
+[[relay_domains]]
+domain = "example.test"
+recipient_file = "{recipients}"
 "#,
-            data = dir.path().join("data").display()
+            data = dir.path().join("data").display(),
+            recipients = recipients.display(),
         ),
     )
     .unwrap();
     let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(&path));
     node.wait_for_line(&node.stderr, "node_ready", Duration::from_secs(30));
+
+    let accepted = smtp_exchange(smtp_port, "alice@example.test");
+    assert!(accepted.starts_with("220 mx.cli.test ESMTP"), "{accepted}");
+    assert!(accepted.contains("250 2.0.0 Ok: queued as "), "{accepted}");
+    let unknown = smtp_exchange(smtp_port, "bob@example.test");
+    assert!(
+        unknown.contains("550 5.1.1 <bob@example.test>"),
+        "{unknown}"
+    );
+
+    // The operator adds bob and sends SIGHUP: no restart, bob is accepted.
+    std::fs::write(&recipients, "alice@example.test\nbob@example.test\n").unwrap();
+    node.signal("HUP");
+    node.wait_for_line(
+        &node.stderr,
+        "relay_policy_reloaded",
+        Duration::from_secs(10),
+    );
+    let reloaded = smtp_exchange(smtp_port, "bob@example.test");
+    assert!(reloaded.contains("250 2.0.0 Ok: queued as "), "{reloaded}");
+
     node.signal("TERM");
     assert_eq!(node.wait_exit(Duration::from_secs(30)), 0);
     assert!(

@@ -42,8 +42,8 @@ pub struct NodeConfig {
     pub raft: RaftTimers,
     pub queue: QueueLimits,
     pub smtp: SmtpConfig,
-    /// Empty is valid: the node then refuses every recipient (see
-    /// [`super::relay_domains`]).
+    /// Empty is valid: the node then takes part in the fleet but refuses every
+    /// recipient.
     pub relay_domains: Vec<RelayDomainConfig>,
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use mxfleet_core::Envelope;
+use mxfleet_core::{Envelope, ReceivedTrace};
 use tracing::info;
 
 use super::{Session, SessionEnd, Stop, Transaction};
@@ -172,6 +172,17 @@ impl Session {
                 .map(|m| m.to_string())
                 .collect(),
             message_id: None,
+            trace: Some(ReceivedTrace {
+                helo: self
+                    .greeting
+                    .as_ref()
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default(),
+                client_ip: self.client.addr.ip().to_string(),
+                by_host: self.config.hostname.clone(),
+                protocol: self.protocol().to_string(),
+                tls: self.tls.clone(),
+            }),
         };
         match self.intake.enqueue(envelope, stored).await {
             Ok(receipt) => {
@@ -211,11 +222,7 @@ impl Session {
             .as_ref()
             .map(|g| g.name.as_str())
             .unwrap_or("");
-        let protocol = match (&self.greeting, &self.tls) {
-            (Some(g), Some(_)) if g.extended => "ESMTPS",
-            (Some(g), None) if g.extended => "ESMTP",
-            _ => "SMTP",
-        };
+        let protocol = self.protocol();
         let queue_id = receipt.map(|r| r.id.to_string()).unwrap_or_default();
         let duplicate = receipt.is_some_and(|r| r.duplicate);
         let tls = self.tls.as_deref().unwrap_or("none");
@@ -224,6 +231,17 @@ impl Session {
             info!(client = %self.client.addr, helo, protocol, tls, from = %from, to = %to.join(","), size, reply = %reply, cause, "smtp_message_rejected");
         } else {
             info!(client = %self.client.addr, helo, protocol, tls, from = %from, to = %to.join(","), size, queue_id, duplicate, reply = %reply, "smtp_message_accepted");
+        }
+    }
+}
+
+impl Session {
+    /// RFC 3848 protocol name for the `with` clause of `Received:`.
+    fn protocol(&self) -> &'static str {
+        match (&self.greeting, &self.tls) {
+            (Some(g), Some(_)) if g.extended => "ESMTPS",
+            (Some(g), None) if g.extended => "ESMTP",
+            _ => "SMTP",
         }
     }
 }

@@ -104,6 +104,7 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
                 sender: "dev@mxfleet.invalid".into(),
                 recipients: vec!["postmaster@example.test".into()],
                 message_id: Some("<dev-demo@mxfleet.invalid>".into()),
+                trace: None,
             },
             b"Subject: mxfleet dev demo\r\n\r\nReplicated through Raft.\r\n",
         )

@@ -33,7 +33,15 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let node = match Node::start(queue_config, None).await {
+    let smtp = match mxfleet_node::smtp_setup::smtp_service(&config) {
+        Ok(smtp) => smtp,
+        Err(e) => {
+            eprintln!("{}: {e}", args.config.display());
+            return EXIT_CONFIG;
+        }
+    };
+    let policy = smtp.session.policy.clone();
+    let node = match Node::start(queue_config, Some(smtp)).await {
         Ok(node) => node,
         Err(e) => {
             error!(cause = %e, "node_start_failed");
@@ -45,13 +53,53 @@ pub async fn run(args: ServeArgs) -> u8 {
         name = %config.node.name,
         site = %config.node.site,
         peer_addr = %node.queue().peer_addr(),
+        smtp_addr = %node.smtp_addr().map(|a| a.to_string()).unwrap_or_default(),
         "node_ready"
     );
-    let signal = mxfleet_node::signals::stop_requested().await;
-    match signal {
-        Ok(name) => info!(signal = name, "stop_requested"),
-        Err(e) => error!(cause = %e, "signal_handler_failed"),
+    let mut reloads = match mxfleet_node::signals::reload_requests() {
+        Ok(reloads) => reloads,
+        Err(e) => {
+            error!(cause = %e, "signal_handler_failed");
+            node.shutdown(SHUTDOWN_DEADLINE).await;
+            return EXIT_FAILED;
+        }
+    };
+    let stop = mxfleet_node::signals::stop_requested();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            signal = &mut stop => {
+                match signal {
+                    Ok(name) => info!(signal = name, "stop_requested"),
+                    Err(e) => error!(cause = %e, "signal_handler_failed"),
+                }
+                break;
+            }
+            _ = reloads.recv() => reload_relay_policy(&args.config, &policy),
+        }
     }
     node.shutdown(SHUTDOWN_DEADLINE).await;
     0
+}
+
+/// SIGHUP: re-read the config file and swap in the new relay policy (relay domains and
+/// recipient lists). A config with errors keeps the old policy and logs every error.
+fn reload_relay_policy(path: &std::path::Path, policy: &mxfleet_smtp::PolicyHandle) {
+    let config = match mxfleet_node::config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in &errors.0 {
+                error!(key = %error.key, message = %error.message, "reload_rejected");
+            }
+            return;
+        }
+    };
+    match mxfleet_node::smtp_setup::relay_policy(&config) {
+        Ok(new_policy) => {
+            let domains = config.relay_domains.len();
+            policy.replace(new_policy);
+            info!(domains, "relay_policy_reloaded");
+        }
+        Err(e) => error!(cause = %e, "reload_rejected"),
+    }
 }
