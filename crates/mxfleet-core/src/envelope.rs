@@ -110,7 +110,7 @@ mod tests {
         );
         // 2026-11-21T23:46:00Z
         assert_eq!(
-            rfc5322_date(UnixMillis(1_795_391_160_000)),
+            rfc5322_date(UnixMillis(1_795_304_760_000)),
             "Sat, 21 Nov 2026 23:46:00 +0000"
         );
         // 2024-02-29T12:00:00Z, a leap day

@@ -230,7 +230,16 @@ recipient_file = "{recipients}"
     let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(&path));
     node.wait_for_line(&node.stderr, "node_ready", Duration::from_secs(30));
 
-    let accepted = smtp_exchange(smtp_port, "alice@example.test");
+    // Right after start the new cluster may not have committed its membership yet: the
+    // node answers 451 (nothing promised) and, like any MTA, we try again.
+    let until = Instant::now() + Duration::from_secs(20);
+    let accepted = loop {
+        let replies = smtp_exchange(smtp_port, "alice@example.test");
+        if !replies.contains("451 4.3.0") || Instant::now() >= until {
+            break replies;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    };
     assert!(accepted.starts_with("220 mx.cli.test ESMTP"), "{accepted}");
     assert!(accepted.contains("250 2.0.0 Ok: queued as "), "{accepted}");
     let unknown = smtp_exchange(smtp_port, "bob@example.test");

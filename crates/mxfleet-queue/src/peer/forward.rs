@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::types::PeerNode;
 
 /// A write that must be proposed by the leader.
+// Short-lived (encoded once per forward); boxing the command would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum ForwardedWrite {
     Command(Command),
