@@ -153,6 +153,20 @@ impl LogStore {
             .unwrap_or(0)
     }
 
+    /// Waits until this handle is the last one holding the WAL (openraft's replication
+    /// tasks hold readers for a moment after shutdown), so that dropping it closes the
+    /// WAL and releases its directory lock. False if others still hold it at `deadline`.
+    pub async fn wait_until_sole_owner(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while Arc::strong_count(&self.wal) > 1 {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     fn read(&self) -> io::Result<RwLockReadGuard<'_, raft_log::RaftLog<WalTypes>>> {
         self.wal.read().map_err(|_| poisoned())
     }

@@ -493,6 +493,20 @@ impl Queue {
         if let Err(e) = self.core.raft.shutdown().await {
             warn!(cause = %e, "raft_shutdown_failed");
         }
+        // openraft's replication tasks let go of their log readers shortly after
+        // shutdown returns; wait for them, so that the WAL closes when this node's last
+        // handle is dropped and a restart in the same process finds it unlocked.
+        if !self
+            .core
+            .log
+            .wait_until_sole_owner(Duration::from_secs(5))
+            .await
+        {
+            warn!(
+                node_id = self.core.id,
+                "raft_log_still_in_use_after_shutdown"
+            );
+        }
     }
 
     fn now(&self) -> UnixMillis {
