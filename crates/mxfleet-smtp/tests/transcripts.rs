@@ -2,85 +2,18 @@
 //! stream, against an in-memory intake. Each script is also replayed with its input
 //! split into arbitrary chunks, and must produce byte-identical replies.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use mxfleet_core::{BodyDigest, Envelope, QueueId};
-use mxfleet_smtp::data::BareLineEndings;
-use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
+use common::{MemoryIntake, config};
+use mxfleet_core::BodyDigest;
 use mxfleet_smtp::{
-    BodySink, ClientInfo, IntakeError, MessageIntake, PolicyHandle, Receipt, SessionConfig,
-    SessionEnd, SessionLimits, StoredBody, run_session,
+    ClientInfo, IntakeError, MessageIntake, SessionConfig, SessionEnd, run_session,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// What the in-memory intake does with messages.
-#[derive(Default)]
-struct MemoryIntake {
-    queued: Mutex<Vec<(Envelope, Vec<u8>)>>,
-    fail_with: Mutex<Option<fn() -> IntakeError>>,
-}
-
-struct MemorySink(Vec<u8>);
-
-#[async_trait::async_trait]
-impl BodySink for MemorySink {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
-        self.0.extend_from_slice(chunk);
-        Ok(())
-    }
-    async fn finish(self: Box<Self>) -> Result<StoredBody, IntakeError> {
-        Ok(StoredBody {
-            digest: BodyDigest::of(&self.0),
-            size: self.0.len() as u64,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl MessageIntake for MemoryIntake {
-    async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError> {
-        Ok(Box::new(MemorySink(Vec::new())))
-    }
-    async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError> {
-        if let Some(fail) = *self.fail_with.lock().unwrap() {
-            return Err(fail());
-        }
-        let mut queued = self.queued.lock().unwrap();
-        queued.push((envelope, body.digest.0.to_vec()));
-        Ok(Receipt {
-            id: QueueId(queued.len() as u64),
-            duplicate: false,
-        })
-    }
-}
-
-fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
-    let mut limits = SessionLimits {
-        command_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
-    tune(&mut limits);
-    let policy = RelayPolicy::new(vec![
-        (
-            "example.org".to_string(),
-            RecipientRule::Listed(
-                ["alice".to_string(), "bob".to_string()]
-                    .into_iter()
-                    .collect(),
-            ),
-        ),
-        ("example.net".to_string(), RecipientRule::CatchAll),
-    ]);
-    Arc::new(SessionConfig {
-        hostname: "mx2.example.org".into(),
-        limits,
-        bare_line_endings: BareLineEndings::Reject,
-        tls: None,
-        policy: Arc::new(PolicyHandle::new(policy)),
-    })
-}
 
 /// Runs a session fed with `chunks` (written one after another) and returns everything
 /// the server wrote, how the session ended, and what was queued.
@@ -459,4 +392,59 @@ async fn shutdown_answers_421_to_an_idle_session() {
     reader.read_to_string(&mut rest).await.unwrap();
     assert_eq!(rest, "421 4.3.2 mx2.example.org Service shutting down\r\n");
     assert_eq!(session.await.unwrap(), SessionEnd::Shutdown);
+}
+
+#[tokio::test]
+async fn too_many_transactions_in_one_session_get_421() {
+    let one = "MAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nhi\r\n.\r\n";
+    let script = format!("EHLO c.example\r\n{}{}QUIT\r\n", one, one);
+    let (output, end, intake) = transcript(config(|l| l.max_transactions = 1), &script).await;
+    assert!(
+        output.ends_with("421 4.7.0 mx2.example.org Error: too many messages in one session\r\n"),
+        "{output}"
+    );
+    assert_eq!(end, SessionEnd::LimitReached);
+    assert_eq!(intake.queued.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_trickling_data_is_cut_off_by_the_total_data_timeout() {
+    let intake = Arc::new(MemoryIntake::default());
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let session = tokio::spawn(run_session(
+        server,
+        ClientInfo {
+            addr: "192.0.2.7:1".parse().unwrap(),
+        },
+        config(|l| {
+            l.data_block_timeout = Duration::from_secs(180);
+            l.data_total_timeout = Duration::from_secs(600);
+        }),
+        intake.clone() as Arc<dyn MessageIntake>,
+        CancellationToken::new(),
+    ));
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(b"EHLO slow.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+        .await
+        .unwrap();
+    // One byte every 100 s: each read is within the per-read timeout, but the whole
+    // DATA phase is not (slowloris).
+    let trickle = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            if writer.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut output = String::new();
+    reader.read_to_string(&mut output).await.unwrap();
+    trickle.abort();
+    assert_eq!(session.await.unwrap(), SessionEnd::Timeout);
+    assert!(
+        output.ends_with("421 4.4.2 mx2.example.org Error: timeout exceeded\r\n"),
+        "{output}"
+    );
+    assert!(intake.queued.lock().unwrap().is_empty());
 }

@@ -4,6 +4,7 @@
 //! - `serve --config FILE`: run one fleet member.
 //! - `dev`: a working local cluster on loopback, no configuration needed.
 //! - `config check FILE`: validate a configuration file offline.
+//! - `loadgen --server HOST:PORT ...`: send test mail and report throughput and latency.
 //!
 //! Exit codes: 0 ok, 1 operation failed, 2 usage (clap), 64 invalid configuration.
 
@@ -33,6 +34,8 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Send test mail at SMTP servers and report throughput and latency (smtp-source).
+    Loadgen(cmd::loadgen::LoadgenArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Dev(args) => cmd::dev::run(args).await,
             Command::Config(command) => cmd::config::run(command),
+            Command::Loadgen(args) => cmd::loadgen::run(args).await,
         }
     });
     ExitCode::from(code)

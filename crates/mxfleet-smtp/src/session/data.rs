@@ -9,7 +9,7 @@
 //! answered once it is durable on a majority. A transaction in flight when shutdown
 //! starts is finished.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use mxfleet_core::{Envelope, ReceivedTrace};
 use tracing::info;

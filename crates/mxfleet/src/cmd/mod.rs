@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod loadgen;
 pub mod serve;
 
 /// Exit code: the operation failed.
