@@ -4,6 +4,7 @@
 //! - [`reply`]: `Reply`, with enhanced status codes on every reply.
 //! - [`data`]: the sans-IO DATA receiver: dot-unstuffing, the only end marker is
 //!   `CRLF . CRLF`, bare CR/LF detection (SMTP smuggling), `Received:` counting.
+//! - [`headers`]: reading the Message-ID out of the header section as it streams.
 //! - [`policy`]: relay policy: which domains and recipients we accept, address syntax
 //!   and the classic open-relay tricks, sender and HELO checks.
 //! - [`tls`]: STARTTLS server configuration with several certificates chosen by SNI.
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod data;
+pub mod headers;
 pub mod intake;
 pub mod listener;
 pub mod policy;

@@ -448,3 +448,14 @@ async fn a_client_trickling_data_is_cut_off_by_the_total_data_timeout() {
     );
     assert!(intake.queued.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_message_id_header_is_recorded_in_the_envelope() {
+    let script = "EHLO c.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\nMessage-ID:\r\n <m1@client.example>\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    let (_, _, intake) = transcript(config(|_| {}), script).await;
+    let queued = intake.queued.lock().unwrap();
+    assert_eq!(
+        queued[0].0.message_id.as_deref(),
+        Some("<m1@client.example>")
+    );
+}

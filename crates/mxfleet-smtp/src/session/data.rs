@@ -16,6 +16,7 @@ use tracing::info;
 
 use super::{Session, SessionEnd, Stop, Transaction};
 use crate::data::{BareLineEndings, DataReceiver};
+use crate::headers::HeaderCapture;
 use crate::intake::{BodySink, IntakeError};
 use crate::reply::Reply;
 
@@ -64,7 +65,10 @@ impl Session {
                 self.log_outcome(&transaction, size, None, &reply, received.error.as_ref());
                 reply
             }
-            Ok(sink) => self.commit(&transaction, sink, size).await,
+            Ok(sink) => {
+                self.commit(&transaction, sink, size, received.message_id)
+                    .await
+            }
         };
         self.ok(reply)
     }
@@ -75,6 +79,7 @@ impl Session {
         let limits = self.config.limits.clone();
         let deadline = Instant::now() + limits.data_total_timeout;
         let mut receiver = DataReceiver::new(self.config.bare_line_endings);
+        let mut headers = HeaderCapture::default();
         let mut sink = Some(sink);
         let mut too_large = false;
         let mut error: Option<IntakeError> = None;
@@ -83,6 +88,7 @@ impl Session {
             if !self.input.is_empty() {
                 let fed = receiver.feed(&self.input, &mut content);
                 self.input.drain(..fed.consumed);
+                headers.push(&content);
                 if receiver.content_len() > limits.max_message_size && !too_large {
                     too_large = true;
                     info!(client = %self.client.addr, limit = limits.max_message_size, "smtp_message_too_large");
@@ -138,10 +144,12 @@ impl Session {
                 Reply::new(451, "4.3.0", "Error: queue not available, try again later")
             })
         };
+        let message_id = headers.field("Message-ID");
         Ok(ReceivedBody {
             verdict,
             size,
             error,
+            message_id,
         })
     }
 
@@ -151,6 +159,7 @@ impl Session {
         transaction: &Transaction,
         sink: Box<dyn BodySink>,
         size: u64,
+        message_id: Option<String>,
     ) -> Reply {
         let stored = match sink.finish().await {
             Ok(stored) => stored,
@@ -171,7 +180,7 @@ impl Session {
                 .iter()
                 .map(|m| m.to_string())
                 .collect(),
-            message_id: None,
+            message_id,
             trace: Some(ReceivedTrace {
                 helo: self
                     .greeting
@@ -250,6 +259,7 @@ struct ReceivedBody {
     verdict: Result<Box<dyn BodySink>, Reply>,
     size: u64,
     error: Option<IntakeError>,
+    message_id: Option<String>,
 }
 
 /// Never called: `close_with` always returns `Err`.
@@ -258,5 +268,6 @@ fn unreachable_body() -> ReceivedBody {
         verdict: Err(Reply::new(421, "4.4.2", "timeout")),
         size: 0,
         error: None,
+        message_id: None,
     }
 }
