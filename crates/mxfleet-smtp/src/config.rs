@@ -18,7 +18,8 @@ pub struct SessionLimits {
     pub max_errors: u32,
     /// Commands per connection.
     pub max_commands: u32,
-    /// Mail transactions per connection.
+    /// Mail transactions per connection (Postfix sets no limit by default; this one
+    /// only stops a client that never lets go of its connection).
     pub max_transactions: u32,
     /// Longest command line, CRLF included (Postfix line_length_limit).
     pub max_line_length: usize,
@@ -39,7 +40,7 @@ impl Default for SessionLimits {
             max_recipients: 1000,
             max_errors: 20,
             max_commands: 10_000,
-            max_transactions: 100,
+            max_transactions: 1000,
             max_line_length: 2048,
             command_timeout: Duration::from_secs(300),
             data_block_timeout: Duration::from_secs(180),

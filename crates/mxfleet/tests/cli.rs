@@ -284,6 +284,11 @@ fn dev_starts_a_replicating_cluster_and_stops_on_ctrl_c() {
     let text = banner.join("\n");
     assert!(text.contains("3 nodes on loopback"), "{text}");
     assert!(text.contains("leader"), "{text}");
+    assert_eq!(
+        text.matches("127.0.0.1:").count(),
+        6,
+        "every node shows its SMTP and peer endpoints:\n{text}"
+    );
     assert!(
         text.contains("on 3/3 nodes"),
         "the demo message must reach every node:\n{text}"

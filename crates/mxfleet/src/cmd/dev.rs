@@ -116,13 +116,18 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         nodes.len(),
         root.display()
     );
-    println!("  {:<5} {:<7} {:<22} role", "node", "site", "peer (gRPC)");
+    println!(
+        "  {:<5} {:<7} {:<22} {:<22} role",
+        "node", "site", "smtp", "peer (gRPC)"
+    );
     for (site, node) in &nodes {
         let status = node.queue().status();
+        let smtp = node.smtp_addr().map(|a| a.to_string()).unwrap_or_default();
         println!(
-            "  {:<5} {:<7} {:<22} {}",
+            "  {:<5} {:<7} {:<22} {:<22} {}",
             status.node_id,
             site,
+            smtp,
             node.queue().advertise_addr(),
             status.role
         );

@@ -586,18 +586,18 @@ impl Summary {
             ("error", self.error),
             ("connections", self.connections),
         ] {
-            let _ = writeln!(out, "  {name:<12} {value:>10}");
+            let _ = writeln!(out, "  {name:<13} {value:>10}");
         }
         let _ = writeln!(
             out,
-            "  {:<12} {:>10.3} s",
+            "  {:<13} {:>10.3} s",
             "wall time",
             self.wall.as_secs_f64()
         );
-        let _ = writeln!(out, "  {:<12} {:>10.1} msg/s (ok)", "rate", self.rate());
+        let _ = writeln!(out, "  {:<13} {:>10.1} msg/s (ok)", "rate", self.rate());
         let _ = writeln!(
             out,
-            "  {:<12} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms (ok, end of DATA to reply)",
+            "  {:<13} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms (ok, end of DATA to reply)",
             "latency",
             self.percentile_ms(50.0),
             self.percentile_ms(90.0),
@@ -605,7 +605,7 @@ impl Summary {
             self.percentile_ms(100.0)
         );
         if let Some(failure) = &self.first_failure {
-            let _ = writeln!(out, "  {:<12} {failure}", "first failure");
+            let _ = writeln!(out, "  {:<13} {failure}", "first failure");
         }
         out
     }
