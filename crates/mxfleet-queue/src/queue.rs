@@ -162,9 +162,11 @@ impl Queue {
             incoming_seq: AtomicU64::new(0),
         });
 
-        let service = RaftPeerServer::new(PeerService { core: core.clone() })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let service = RaftPeerServer::new(PeerService {
+            core: Arc::downgrade(&core),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = config.tls.server_config() {
             server = server

@@ -2,7 +2,7 @@
 //! into the local leader, and the blob side channel into the blob store.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use futures::{Stream, StreamExt};
 use mxfleet_core::BodyDigest;
@@ -28,8 +28,20 @@ use crate::write_path::{LocalWriteError, QueueCore};
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The peer service of one node.
+///
+/// It holds the node only weakly: tonic runs each peer connection on a task of its own
+/// that outlives the server at shutdown (peers keep their connections open), and a
+/// strong reference there would keep the stopped node's WAL and sled open, and locked.
 pub(crate) struct PeerService {
-    pub(crate) core: Arc<QueueCore>,
+    pub(crate) core: Weak<QueueCore>,
+}
+
+impl PeerService {
+    fn core(&self) -> Result<Arc<QueueCore>, Status> {
+        self.core
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("node is shutting down"))
+    }
 }
 
 fn bad_request(e: impl std::fmt::Display) -> Status {
@@ -58,7 +70,7 @@ impl RaftPeer for PeerService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let vote: VoteRequest<TypeConfig> = from_message(request.get_ref()).map_err(bad_request)?;
         let answer = self
-            .core
+            .core()?
             .raft
             .vote(vote)
             .await
@@ -72,7 +84,7 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         let vote: VoteRequest<TypeConfig> = from_message(request.get_ref()).map_err(bad_request)?;
         let answer = self
-            .core
+            .core()?
             .raft
             .pre_vote(vote)
             .await
@@ -87,7 +99,7 @@ impl RaftPeer for PeerService {
         let append: AppendEntriesRequest<TypeConfig> =
             from_message(request.get_ref()).map_err(bad_request)?;
         let answer = self
-            .core
+            .core()?
             .raft
             .append_entries(append)
             .await
@@ -113,7 +125,7 @@ impl RaftPeer for PeerService {
             .take_while(|decoded| futures::future::ready(decoded.is_some()))
             .filter_map(futures::future::ready);
         let responses = self
-            .core
+            .core()?
             .raft
             .stream_append(requests)
             .map(|result| match result {
@@ -135,7 +147,7 @@ impl RaftPeer for PeerService {
             _ => return Err(bad_request("snapshot stream must start with a header")),
         };
         let (vote, meta): (Vote, SnapshotMeta) = from_message(&header).map_err(bad_request)?;
-        let incoming = self.core.incoming_snapshot_path();
+        let incoming = self.core()?.incoming_snapshot_path();
         let mut file = tokio::fs::File::create(&incoming)
             .await
             .map_err(|e| Status::internal(format!("snapshot spool: {e}")))?;
@@ -166,7 +178,7 @@ impl RaftPeer for PeerService {
         let outcome = match received {
             Ok(snapshot_file) => {
                 debug!(index = ?meta.last_log_id.map(|l| l.index), "snapshot_received");
-                self.core
+                self.core()?
                     .raft
                     .install_full_snapshot(
                         vote,
@@ -193,7 +205,7 @@ impl RaftPeer for PeerService {
         let transfer: TransferLeaderRequest<TypeConfig> =
             from_message(request.get_ref()).map_err(bad_request)?;
         let answer = self
-            .core
+            .core()?
             .raft
             .handle_transfer_leader(transfer)
             .await
@@ -213,7 +225,7 @@ impl RaftPeer for PeerService {
             )));
         }
         let write: ForwardedWrite = decode(&request.write).map_err(bad_request)?;
-        let result = match self.core.propose_local(write).await {
+        let result = match self.core()?.propose_local(write).await {
             Ok(response) => forward_reply::Result::Response(
                 encode(&response).map_err(|e| Status::internal(e.to_string()))?,
             ),
@@ -236,9 +248,9 @@ impl RaftPeer for PeerService {
         let expected = BodyDigest::from_hex(&first.sha256)
             .ok_or_else(|| bad_request("first blob chunk must name its sha256"))?;
         let mut writer = self
-            .core
+            .core()?
             .blobs
-            .writer(self.core.max_message_size)
+            .writer(self.core()?.max_message_size)
             .await
             .map_err(blob_status)?;
         writer.write_chunk(&first.data).await.map_err(blob_status)?;
@@ -262,7 +274,7 @@ impl RaftPeer for PeerService {
         let digest = BodyDigest::from_hex(&request.get_ref().sha256)
             .ok_or_else(|| bad_request("sha256 must be 64 hex digits"))?;
         let (file, size) = self
-            .core
+            .core()?
             .blobs
             .open_blob(&digest)
             .await
