@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{MemoryIntake, config};
+use common::{MemoryIntake, config, spawn_session};
 use mxfleet_smtp::listener::{ConnectionLimits, serve};
 use mxfleet_smtp::tls::{CertificatePem, server_config};
-use mxfleet_smtp::{ClientInfo, MessageIntake, SessionConfig, run_session};
+use mxfleet_smtp::{MessageIntake, SessionConfig};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -68,16 +68,11 @@ async fn tls_client<S: AsyncRead + AsyncWrite + Unpin>(
 async fn commands_pipelined_after_starttls_are_discarded_not_executed() {
     let (config, roots) = tls_config(config(|_| {}));
     let intake = Arc::new(MemoryIntake::default());
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let session = tokio::spawn(run_session(
-        server,
-        ClientInfo {
-            addr: "192.0.2.7:1".parse().unwrap(),
-        },
+    let (client, session) = spawn_session(
         config,
         intake as Arc<dyn MessageIntake>,
         CancellationToken::new(),
-    ));
+    );
     let mut plain = BufReader::new(client);
     assert!(read_reply(&mut plain).await.starts_with("220 "));
     plain

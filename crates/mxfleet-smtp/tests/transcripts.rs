@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{MemoryIntake, config};
+use common::{MemoryIntake, config, spawn_session};
 use mxfleet_core::BodyDigest;
 use mxfleet_smtp::{
     ClientInfo, IntakeError, MessageIntake, SessionConfig, SessionEnd, run_session,
@@ -22,15 +22,11 @@ async fn converse(
     chunks: Vec<Vec<u8>>,
 ) -> (String, SessionEnd, Arc<MemoryIntake>) {
     let intake = Arc::new(MemoryIntake::default());
-    let (client, server) = tokio::io::duplex(1 << 20);
-    let addr = "192.0.2.7:40000".parse().unwrap();
-    let session = tokio::spawn(run_session(
-        server,
-        ClientInfo { addr },
+    let (client, session) = spawn_session(
         config,
         intake.clone() as Arc<dyn MessageIntake>,
         CancellationToken::new(),
-    ));
+    );
     let (mut reader, mut writer) = tokio::io::split(client);
     let feeder = tokio::spawn(async move {
         for chunk in chunks {
@@ -297,16 +293,11 @@ async fn no_quorum_answers_451_and_disk_full_452() {
     ] {
         let intake = Arc::new(MemoryIntake::default());
         *intake.fail_with.lock().unwrap() = Some(fail);
-        let (client, server) = tokio::io::duplex(1 << 16);
-        let session = tokio::spawn(run_session(
-            server,
-            ClientInfo {
-                addr: "192.0.2.7:1".parse().unwrap(),
-            },
+        let (client, session) = spawn_session(
             config(|_| {}),
             intake.clone() as Arc<dyn MessageIntake>,
             CancellationToken::new(),
-        ));
+        );
         let (mut reader, mut writer) = tokio::io::split(client);
         writer.write_all(script.as_bytes()).await.unwrap();
         let mut output = String::new();
@@ -341,16 +332,11 @@ async fn an_overlong_command_line_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_dropped_with_421_after_the_command_timeout() {
     let intake = Arc::new(MemoryIntake::default());
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let session = tokio::spawn(run_session(
-        server,
-        ClientInfo {
-            addr: "192.0.2.7:1".parse().unwrap(),
-        },
+    let (client, session) = spawn_session(
         config(|l| l.command_timeout = Duration::from_secs(300)),
         intake as Arc<dyn MessageIntake>,
         CancellationToken::new(),
-    ));
+    );
     let (mut reader, mut writer) = tokio::io::split(client);
     writer
         .write_all(b"EHLO slow.example\r\nMAIL FROM:<s@client.example>\r\n")
@@ -410,19 +396,14 @@ async fn too_many_transactions_in_one_session_get_421() {
 #[tokio::test(start_paused = true)]
 async fn a_client_trickling_data_is_cut_off_by_the_total_data_timeout() {
     let intake = Arc::new(MemoryIntake::default());
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let session = tokio::spawn(run_session(
-        server,
-        ClientInfo {
-            addr: "192.0.2.7:1".parse().unwrap(),
-        },
+    let (client, session) = spawn_session(
         config(|l| {
             l.data_block_timeout = Duration::from_secs(180);
             l.data_total_timeout = Duration::from_secs(600);
         }),
         intake.clone() as Arc<dyn MessageIntake>,
         CancellationToken::new(),
-    ));
+    );
     let (mut reader, mut writer) = tokio::io::split(client);
     writer
         .write_all(b"EHLO slow.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")

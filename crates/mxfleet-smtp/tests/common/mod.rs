@@ -10,9 +10,27 @@ use mxfleet_core::{BodyDigest, Envelope, QueueId};
 use mxfleet_smtp::data::BareLineEndings;
 use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
 use mxfleet_smtp::{
-    BodySink, IntakeError, MessageIntake, PolicyHandle, Receipt, SessionConfig, SessionLimits,
-    StoredBody,
+    BodySink, ClientInfo, IntakeError, MessageIntake, PolicyHandle, Receipt, SessionConfig,
+    SessionEnd, SessionLimits, StoredBody, run_session,
 };
+use tokio::io::DuplexStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Starts a session from client 192.0.2.7 over an in-memory stream; returns the
+/// client's end of the stream and the session task.
+pub fn spawn_session(
+    config: Arc<SessionConfig>,
+    intake: Arc<dyn MessageIntake>,
+    shutdown: CancellationToken,
+) -> (DuplexStream, JoinHandle<SessionEnd>) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let client_info = ClientInfo {
+        addr: "192.0.2.7:40000".parse().expect("literal address"),
+    };
+    let session = tokio::spawn(run_session(server, client_info, config, intake, shutdown));
+    (client, session)
+}
 
 /// What the in-memory intake does with messages.
 #[derive(Default)]
