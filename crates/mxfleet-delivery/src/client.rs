@@ -1,0 +1,1 @@
+//! Outbound SMTP client (being written).

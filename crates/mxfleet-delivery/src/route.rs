@@ -1,0 +1,1 @@
+//! Next-hop routing (being written).
