@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mxfleet_core::{Envelope, QueueId, Rejection, UnixMillis};
-use mxfleet_queue::{QueueConfig, QueueError};
+use mxfleet_core::{
+    AttemptReport, Envelope, OutcomeStatus, QueueId, RecipientOutcome, Rejection, UnixMillis,
+};
+use mxfleet_queue::{Queue, QueueConfig, QueueError};
 use mxfleet_testkit::{QueueCluster, init_test_logging, wait_for};
 
 fn envelope(n: usize) -> Envelope {
@@ -288,29 +290,28 @@ async fn outcomes_with_a_stale_fencing_token_are_rejected() {
     let queue = cluster.queue(2).clone();
     let receipt = queue.enqueue_bytes(envelope(1), &body(1)).await.unwrap();
     let expired_lease = UnixMillis(1); // already over: the message may be reassigned
-    let first = queue.assign(receipt.id, 2, expired_lease).await.unwrap();
-    let second = queue
-        .assign(receipt.id, 3, UnixMillis(u64::MAX))
+    let (first, _) = queue
+        .assign(vec![receipt.id], 2, expired_lease, 1)
         .await
         .unwrap();
+    let (second, assigned) = queue
+        .assign(vec![receipt.id], 3, UnixMillis(u64::MAX), 1)
+        .await
+        .unwrap();
+    assert_eq!(assigned, vec![receipt.id]);
     assert!(second > first);
-    let stale = queue
-        .delivered(receipt.id, first, "250 2.0.0 Ok".into())
-        .await;
+    let stale = report_delivered(&queue, receipt.id, first).await;
     assert!(
-        matches!(stale, Err(QueueError::Refused(Rejection::StaleToken { token, .. })) if token == first),
+        matches!(&stale[..], [Rejection::StaleToken { token, .. }] if *token == first),
         "got {stale:?}"
     );
     // Another node cannot take it while the lease holds.
-    let taken = queue.assign(receipt.id, 1, UnixMillis(u64::MAX)).await;
-    assert!(matches!(
-        taken,
-        Err(QueueError::Refused(Rejection::LeaseHeld { owner: 3, .. }))
-    ));
-    queue
-        .delivered(receipt.id, second, "250 2.0.0 Ok".into())
+    let (_, taken) = queue
+        .assign(vec![receipt.id], 1, UnixMillis(u64::MAX), 1)
         .await
         .unwrap();
+    assert!(taken.is_empty());
+    assert!(report_delivered(&queue, receipt.id, second).await.is_empty());
     let entry = queue.entry(receipt.id).unwrap();
     assert_eq!(entry.state, mxfleet_core::MessageState::Delivered);
     cluster.stop_all().await;
@@ -367,14 +368,11 @@ async fn bodies_are_collected_once_finished_and_covered_by_a_snapshot() {
     let queue = cluster.queue(1).clone();
     let delivered = queue.enqueue_bytes(envelope(1), &body(1)).await.unwrap();
     let waiting = queue.enqueue_bytes(envelope(2), &body(2)).await.unwrap();
-    let token = queue
-        .assign(delivered.id, 1, UnixMillis(u64::MAX))
+    let (token, _) = queue
+        .assign(vec![delivered.id], 1, UnixMillis(u64::MAX), 1)
         .await
         .unwrap();
-    queue
-        .delivered(delivered.id, token, "250 2.0.0 Ok".into())
-        .await
-        .unwrap();
+    assert!(report_delivered(&queue, delivered.id, token).await.is_empty());
     let finished_body = queue.entry(delivered.id).unwrap().body;
     let live_body = queue.entry(waiting.id).unwrap().body;
     for id in 1..=3 {
@@ -458,4 +456,29 @@ async fn a_node_whose_sled_state_is_lost_rebuilds_it_from_snapshot_and_log() {
     wait_for_entries(&cluster, victim, &acknowledged).await;
     assert_bodies_present(&cluster, victim).await;
     cluster.stop_all().await;
+}
+
+/// Reports message `id` delivered to all its recipients under `token`; returns what
+/// the state refused.
+async fn report_delivered(queue: &Queue, id: QueueId, token: u64) -> Vec<Rejection> {
+    let recipients = queue.entry(id).unwrap().envelope.recipients;
+    queue
+        .record_attempts(vec![AttemptReport {
+            id,
+            token,
+            at: queue.clock_now(),
+            relay: Some("primary.example[192.0.2.1]:25".into()),
+            results: recipients
+                .into_iter()
+                .map(|recipient| RecipientOutcome {
+                    recipient,
+                    status: OutcomeStatus::Delivered,
+                    reply: "250 2.0.0 Ok".into(),
+                })
+                .collect(),
+            next_attempt_at: queue.clock_now(),
+            lost_after_dot: false,
+        }])
+        .await
+        .unwrap()
 }

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BodyDigest, DedupKey, Envelope, MessageState, NodeId, QueueId, UnixMillis};
+use crate::{
+    AttemptReport, BodyDigest, DedupKey, Envelope, MessageState, NodeId, NotificationKind, QueueId,
+    UnixMillis,
+};
 
 /// A state change of the replicated queue. Commands are pure data: applying the same
 /// sequence of commands yields the same state on every replica.
@@ -25,41 +28,46 @@ pub enum Command {
         /// submission and stores nothing new.
         dedup_window_ms: u64,
     },
-    /// The leader gives a queued message to `owner`. The entry's log index becomes the
-    /// fencing token. Refused while another owner's lease is still valid at `now`.
+    /// The leader gives queued messages to `owner`. The entry's log index becomes the
+    /// fencing token of every one of them. A message that is not queued, or whose
+    /// current lease (another owner's) is still valid at `now`, is skipped.
     Assign {
-        id: QueueId,
+        ids: Vec<QueueId>,
         owner: NodeId,
         now: UnixMillis,
         lease_until: UnixMillis,
+        /// The owner's share of the destination's fleet-wide connection limit.
+        connections: u32,
     },
-    /// The owner extends its lease for a delivery in flight.
+    /// The owner extends its leases for deliveries in flight: `(id, token)` pairs.
     RenewLease {
-        id: QueueId,
-        token: u64,
+        leases: Vec<(QueueId, u64)>,
         lease_until: UnixMillis,
     },
-    /// The primary answered 250 for the message.
-    Delivered {
-        id: QueueId,
-        token: u64,
-        at: UnixMillis,
-        reply: String,
+    /// Owners report attempts, several at once (one Raft entry per batch).
+    Attempted {
+        reports: Vec<AttemptReport>,
     },
-    /// A temporary failure: try again at `next_attempt_at`.
-    Deferred {
+    /// A DSN about message `id` was enqueued as `dsn` (or was not due: `None`).
+    Notified {
         id: QueueId,
-        token: u64,
+        kind: NotificationKind,
+        dsn: Option<QueueId>,
         at: UnixMillis,
-        reply: String,
-        next_attempt_at: UnixMillis,
     },
-    /// A permanent failure (or the lifetime ran out): the message is returned.
-    Bounced {
-        id: QueueId,
-        token: u64,
+    /// A node's probe or attempt found `destination` reachable or not.
+    Reachability {
+        node: NodeId,
+        destination: String,
+        reachable: bool,
         at: UnixMillis,
-        reply: String,
+        detail: String,
+    },
+    /// Make deferred messages due now: for one destination (ETRN, `queue flush
+    /// DOMAIN`) or for all (`queue flush`).
+    Flush {
+        destination: Option<String>,
+        at: UnixMillis,
     },
     /// Operator actions.
     Hold {
@@ -87,9 +95,10 @@ impl Command {
             Command::Enqueue { .. } => "enqueue",
             Command::Assign { .. } => "assign",
             Command::RenewLease { .. } => "renew_lease",
-            Command::Delivered { .. } => "delivered",
-            Command::Deferred { .. } => "deferred",
-            Command::Bounced { .. } => "bounced",
+            Command::Attempted { .. } => "attempted",
+            Command::Notified { .. } => "notified",
+            Command::Reachability { .. } => "reachability",
+            Command::Flush { .. } => "flush",
             Command::Hold { .. } => "hold",
             Command::Release { .. } => "release",
             Command::Delete { .. } => "delete",
@@ -109,12 +118,20 @@ impl std::fmt::Display for Command {
                     envelope.recipients.len()
                 )
             }
-            Command::Assign { id, owner, .. } => write!(f, "assign({id} to {owner})"),
-            Command::RenewLease { id, token, .. }
-            | Command::Delivered { id, token, .. }
-            | Command::Deferred { id, token, .. }
-            | Command::Bounced { id, token, .. } => {
-                write!(f, "{}({id} token={token})", self.kind())
+            Command::Assign { ids, owner, .. } => {
+                write!(f, "assign({} messages to {owner})", ids.len())
+            }
+            Command::RenewLease { leases, .. } => write!(f, "renew_lease({})", leases.len()),
+            Command::Attempted { reports } => write!(f, "attempted({})", reports.len()),
+            Command::Notified { id, kind, .. } => write!(f, "notified({id} {kind:?})"),
+            Command::Reachability {
+                node,
+                destination,
+                reachable,
+                ..
+            } => write!(f, "reachability({destination} from {node}: {reachable})"),
+            Command::Flush { destination, .. } => {
+                write!(f, "flush({})", destination.as_deref().unwrap_or("all"))
             }
             Command::Hold { id, .. } | Command::Release { id, .. } | Command::Delete { id, .. } => {
                 write!(f, "{}({id})", self.kind())
@@ -129,14 +146,11 @@ impl std::fmt::Display for Command {
 pub enum Response {
     /// `duplicate` is true when the dedup index already knew the submission and `id`
     /// is the message stored earlier.
-    Enqueued {
-        id: QueueId,
-        duplicate: bool,
-    },
-    Assigned {
-        id: QueueId,
-        token: u64,
-    },
+    Enqueued { id: QueueId, duplicate: bool },
+    /// `assigned` lists the messages the `Assign` gave out under `token`.
+    Assigned { token: u64, assigned: Vec<QueueId> },
+    /// A batch command took effect except for the listed refusals.
+    Batch { rejected: Vec<Rejection> },
     /// The command took effect.
     Done,
     /// The command was refused; the state did not change except for a history note.

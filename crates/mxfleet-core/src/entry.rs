@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::{
+    NotificationKind, RecipientOutcome, RecipientState, RecipientStatus, destination_of,
+};
 use crate::{BodyDigest, DedupKey, Envelope, NodeId, QueueId, UnixMillis};
 
 /// Where a message is in its life. `Delivered`, `Bounced` and `Deleted` are final: the
@@ -37,6 +40,9 @@ pub struct Assignment {
     pub token: u64,
     /// The owner may start or continue an attempt only before this instant.
     pub lease_until: UnixMillis,
+    /// How many connections to the destination the owner may hold: its share of the
+    /// fleet-wide limit, decided by the leader when it assigned.
+    pub connections: u32,
 }
 
 /// Something that happened to a message, with the log index that recorded it.
@@ -60,21 +66,21 @@ pub enum HistoryEvent {
         token: u64,
         lease_until: UnixMillis,
     },
-    Delivered {
+    /// One delivery attempt and what it found for each recipient it tried.
+    Attempt {
         at: UnixMillis,
         token: u64,
-        reply: String,
+        relay: Option<String>,
+        results: Vec<RecipientOutcome>,
+        /// Set when recipients remain pending.
+        next_attempt_at: Option<UnixMillis>,
+        lost_after_dot: bool,
     },
-    Deferred {
+    /// A DSN about this message was enqueued (`dsn`), or none was due (null sender).
+    Notified {
         at: UnixMillis,
-        token: u64,
-        reply: String,
-        next_attempt_at: UnixMillis,
-    },
-    Bounced {
-        at: UnixMillis,
-        token: u64,
-        reply: String,
+        kind: NotificationKind,
+        dsn: Option<QueueId>,
     },
     StaleOutcomeRejected {
         at: UnixMillis,
@@ -109,8 +115,49 @@ pub struct QueueEntry {
     /// Earliest instant of the next delivery attempt.
     pub next_attempt_at: UnixMillis,
     pub attempts: u32,
+    /// When the last attempt ended (`None` before the first).
+    pub last_attempt_at: Option<UnixMillis>,
+    /// Every recipient of the envelope, in envelope order, and where it stands.
+    pub recipients: Vec<RecipientStatus>,
+    /// True once the delay warning DSN has been enqueued (it is sent at most once).
+    pub delay_warned: bool,
     pub assignment: Option<Assignment>,
     /// The log index at which the entry reached a final state, for blob collection.
     pub finished_at_index: Option<u64>,
     pub history: Vec<HistoryEvent>,
+}
+
+impl QueueEntry {
+    /// Recipients still waiting for delivery, in envelope order.
+    pub fn pending_recipients(&self) -> impl Iterator<Item = &str> {
+        self.recipients
+            .iter()
+            .filter(|r| r.state == RecipientState::Pending)
+            .map(|r| r.address.as_str())
+    }
+
+    /// The destination (recipient domain) the message waits for: the domain of the
+    /// first pending recipient. A message for several domains is paced and probed under
+    /// the first one; its owner still delivers every domain in one attempt.
+    pub fn destination(&self) -> String {
+        let address = self
+            .pending_recipients()
+            .next()
+            .or_else(|| self.envelope.recipients.first().map(String::as_str))
+            .unwrap_or_default();
+        destination_of(address)
+    }
+
+    /// Bounced recipients that no failure DSN has named yet.
+    pub fn unreported_bounces(&self) -> impl Iterator<Item = &RecipientStatus> {
+        self.recipients
+            .iter()
+            .filter(|r| r.state == RecipientState::Bounced { notified: false })
+    }
+
+    /// True when a failure DSN is owed to the sender: something bounced, nobody was
+    /// told yet, and the sender is not the null sender (a DSN never answers a DSN).
+    pub fn owes_failure_dsn(&self) -> bool {
+        !self.envelope.sender.is_empty() && self.unreported_bounces().next().is_some()
+    }
 }

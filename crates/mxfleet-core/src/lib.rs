@@ -12,15 +12,22 @@
 //!   `Assignment` and its `HistoryEvent`s.
 //! - [`command`]: what is proposed through Raft (`Command`) and what applying it
 //!   answers (`Response`, `Rejection`).
+//! - [`delivery`]: attempt reports, per-recipient status, notifications, and the
+//!   fleet's view of each destination.
 //! - [`state`]: `QueueState` and the pure `QueueState::apply`.
 
 pub mod command;
+pub mod delivery;
 pub mod entry;
 pub mod envelope;
 pub mod ids;
 pub mod state;
 
 pub use command::{Command, Rejection, Response};
+pub use delivery::{
+    AttemptReport, DestinationState, FleetState, NotificationKind, OutcomeStatus, Reachability,
+    RecipientOutcome, RecipientState, RecipientStatus, destination_of,
+};
 pub use entry::{Assignment, HistoryEvent, MessageState, QueueEntry};
 pub use envelope::{Envelope, ReceivedTrace};
 pub use ids::{BodyDigest, DedupKey, NodeId, QueueId, UnixMillis};

@@ -160,7 +160,7 @@ async fn push_body(
 }
 
 /// Fetches `digest` from one of `candidates`; true once it is stored and verified.
-async fn pull_body(
+pub(crate) async fn pull_body(
     core: &QueueCore,
     digest: BodyDigest,
     candidates: &[NodeId],

@@ -10,6 +10,8 @@
 //!   actions, reads.
 //! - `write_path`: proposing on the leader, forwarding from followers, retries.
 //! - `cluster`: membership changes and `ClusterStatus`.
+//! - `delivery_ops`: assignment, leases, attempt reports, reachability, flushes, and
+//!   `ClusterContact` (may this node deliver?).
 //! - [`config`]: `QueueConfig`, `PeerTls`, the injectable `Clock`.
 //! - [`error`]: `QueueError`, `StartError`.
 //! - `types`: openraft's type configuration (crate-private aliases).
@@ -22,6 +24,7 @@
 mod blob_replication;
 pub mod blob_store;
 mod cluster;
+mod delivery_ops;
 pub mod config;
 pub mod error;
 mod log_store;
@@ -35,6 +38,7 @@ mod write_path;
 
 pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
 pub use cluster::{ClusterStatus, MemberStatus};
+pub use delivery_ops::ClusterContact;
 pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
 pub use error::{QueueError, StartError};
 pub use queue::{EnqueueReceipt, Queue};

@@ -160,6 +160,8 @@ impl Queue {
             channels,
             tracker: tracker.clone(),
             incoming_seq: AtomicU64::new(0),
+            last_append_received_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
 
         let service = RaftPeerServer::new(PeerService {
@@ -339,91 +341,6 @@ impl Queue {
         self.enqueue(envelope, stored).await
     }
 
-    /// Gives message `id` to `owner` until `lease_until`; returns the fencing token.
-    pub async fn assign(
-        &self,
-        id: QueueId,
-        owner: NodeId,
-        lease_until: UnixMillis,
-    ) -> Result<u64, QueueError> {
-        let now = self.now();
-        match self
-            .command(Command::Assign {
-                id,
-                owner,
-                now,
-                lease_until,
-            })
-            .await?
-        {
-            Response::Assigned { token, .. } => Ok(token),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Extends the lease of an assignment in flight.
-    pub async fn renew_lease(
-        &self,
-        id: QueueId,
-        token: u64,
-        lease_until: UnixMillis,
-    ) -> Result<(), QueueError> {
-        self.command_done(Command::RenewLease {
-            id,
-            token,
-            lease_until,
-        })
-        .await
-    }
-
-    /// Records that the primary accepted message `id`.
-    pub async fn delivered(
-        &self,
-        id: QueueId,
-        token: u64,
-        reply: String,
-    ) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Delivered {
-            id,
-            token,
-            at,
-            reply,
-        })
-        .await
-    }
-
-    /// Records a temporary failure; the message is retried at `next_attempt_at`.
-    pub async fn deferred(
-        &self,
-        id: QueueId,
-        token: u64,
-        reply: String,
-        next_attempt_at: UnixMillis,
-    ) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Deferred {
-            id,
-            token,
-            at,
-            reply,
-            next_attempt_at,
-        })
-        .await
-    }
-
-    /// Records a permanent failure.
-    pub async fn bounced(&self, id: QueueId, token: u64, reply: String) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Bounced {
-            id,
-            token,
-            at,
-            reply,
-        })
-        .await
-    }
-
     /// Operator: hold message `id`.
     pub async fn hold(&self, id: QueueId) -> Result<(), QueueError> {
         let at = self.now();
@@ -511,11 +428,11 @@ impl Queue {
         }
     }
 
-    fn now(&self) -> UnixMillis {
+    pub(crate) fn now(&self) -> UnixMillis {
         self.core.config.clock.now()
     }
 
-    async fn command(&self, command: Command) -> Result<Response, QueueError> {
+    pub(crate) async fn command(&self, command: Command) -> Result<Response, QueueError> {
         match self.write(ForwardedWrite::Command(command)).await? {
             ForwardedResponse::Command {
                 response: Response::Rejected(rejection),
@@ -528,7 +445,7 @@ impl Queue {
         }
     }
 
-    async fn command_done(&self, command: Command) -> Result<(), QueueError> {
+    pub(crate) async fn command_done(&self, command: Command) -> Result<(), QueueError> {
         match self.command(command).await? {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -536,7 +453,7 @@ impl Queue {
     }
 }
 
-fn unexpected(response: Response) -> QueueError {
+pub(crate) fn unexpected(response: Response) -> QueueError {
     QueueError::Unavailable(format!("unexpected answer: {response:?}"))
 }
 

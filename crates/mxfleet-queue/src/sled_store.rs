@@ -4,6 +4,7 @@
 //! - `e/<queue id, 8 bytes BE>` → postcard `QueueEntry`
 //! - `d/<dedup key, 32 bytes>` → postcard `DedupRecord`
 //! - `m/last_applied`, `m/membership` → postcard openraft metadata
+//! - `m/fleet` → postcard `FleetState` (destinations, reachability, counters)
 //!
 //! `persist` writes the changed keys and `last_applied` in ONE sled batch, so after a
 //! crash sled holds a consistent prefix of the log and openraft re-applies the rest.
@@ -22,6 +23,7 @@ use crate::types::{LogId, StoredMembership, decode, encode};
 
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
+const KEY_FLEET: &[u8] = b"m/fleet";
 const ENTRY_PREFIX: &[u8] = b"e/";
 const DEDUP_PREFIX: &[u8] = b"d/";
 
@@ -86,6 +88,9 @@ impl SledStore {
         {
             state.last_applied = decode(&bytes).map_err(|e| io_err("decode last_applied", e))?;
         }
+        if let Some(bytes) = self.tree.get(KEY_FLEET).map_err(|e| io_err("get", e))? {
+            state.queue.fleet = decode(&bytes).map_err(|e| io_err("decode fleet", e))?;
+        }
         if let Some(bytes) = self
             .tree
             .get(KEY_MEMBERSHIP)
@@ -123,6 +128,10 @@ impl SledStore {
                     }
                 }
                 Change::DedupRemoved(key) => batch.remove(dedup_key(key)),
+                Change::Fleet => batch.insert(
+                    KEY_FLEET,
+                    encode(&queue.fleet).map_err(|e| io_err("encode", e))?,
+                ),
             }
         }
         batch.insert(
@@ -157,6 +166,10 @@ impl SledStore {
                 encode(record).map_err(|e| io_err("encode", e))?,
             );
         }
+        batch.insert(
+            KEY_FLEET,
+            encode(&state.queue.fleet).map_err(|e| io_err("encode", e))?,
+        );
         batch.insert(
             KEY_LAST_APPLIED,
             encode(&state.last_applied).map_err(|e| io_err("encode", e))?,

@@ -52,9 +52,21 @@ pub(crate) struct QueueCore {
     pub(crate) max_message_size: u64,
     pub(crate) tracker: TaskTracker,
     pub(crate) incoming_seq: AtomicU64,
+    /// When this node last received AppendEntries (entries or a heartbeat), as
+    /// milliseconds since `started`. A follower that stops hearing from the leader is
+    /// cut off and must stop delivering (see the delivery lease argument).
+    pub(crate) last_append_received_ms: AtomicU64,
+    pub(crate) started: std::time::Instant,
 }
 
 impl QueueCore {
+    /// Records that an AppendEntries request arrived now.
+    pub(crate) fn note_append_received(&self) {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        self.last_append_received_ms
+            .fetch_max(elapsed.max(1), Ordering::Relaxed);
+    }
+
     /// A fresh spool path for a snapshot being received.
     pub(crate) fn incoming_snapshot_path(&self) -> PathBuf {
         let seq = self.incoming_seq.fetch_add(1, Ordering::Relaxed);

@@ -98,8 +98,9 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         let append: AppendEntriesRequest<TypeConfig> =
             from_message(request.get_ref()).map_err(bad_request)?;
-        let answer = self
-            .core()?
+        let core = self.core()?;
+        core.note_append_received();
+        let answer = core
             .raft
             .append_entries(append)
             .await
@@ -115,6 +116,8 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
         // Requests are decoded in order; the first undecodable one ends the input, so
         // responses always match a prefix of the requests.
+        let core = self.core()?;
+        let contact = Arc::downgrade(&core);
         let requests = request
             .into_inner()
             .take_while(|item| futures::future::ready(item.is_ok()))
@@ -123,9 +126,13 @@ impl RaftPeer for PeerService {
                     .and_then(|m| from_message::<AppendEntriesRequest<TypeConfig>>(&m).ok())
             })
             .take_while(|decoded| futures::future::ready(decoded.is_some()))
-            .filter_map(futures::future::ready);
-        let responses = self
-            .core()?
+            .filter_map(futures::future::ready)
+            .inspect(move |_| {
+                if let Some(core) = contact.upgrade() {
+                    core.note_append_received();
+                }
+            });
+        let responses = core
             .raft
             .stream_append(requests)
             .map(|result| match result {

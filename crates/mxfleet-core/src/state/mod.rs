@@ -1,0 +1,235 @@
+//! The replicated queue's state and its pure transition function.
+//!
+//! `QueueState::apply(index, command)` is the only way the state changes. It reads no
+//! clock and performs no I/O; it reports which keys it touched (`Change`) so that the
+//! storage layer can persist exactly those in the same batch as `last_applied`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+mod delivery;
+
+use crate::delivery::{RecipientState, RecipientStatus};
+use crate::{
+    Command, DedupKey, FleetState, HistoryEvent, MessageState, QueueEntry, QueueId, Rejection,
+    Response, UnixMillis,
+};
+
+/// A dedup index record: which message a submission became, and until when a repeat
+/// counts as the same submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    pub id: QueueId,
+    pub expires_at: UnixMillis,
+}
+
+/// Every queue entry and the dedup index. Identical on every replica at the same
+/// applied index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    pub entries: BTreeMap<QueueId, QueueEntry>,
+    pub dedup: BTreeMap<DedupKey, DedupRecord>,
+    /// Destinations, reachability and delivery counters (see `FleetState`).
+    pub fleet: FleetState,
+}
+
+/// A key that `apply` wrote or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The entry now has a new value (read it from the state).
+    Entry(QueueId),
+    /// The dedup record now has a new value.
+    DedupPut(DedupKey),
+    /// The dedup record is gone.
+    DedupRemoved(DedupKey),
+    /// `fleet` changed.
+    Fleet,
+}
+
+/// The answer of one `apply` and the keys it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub response: Response,
+    pub changes: Vec<Change>,
+}
+
+impl Applied {
+    fn new(response: Response, changes: Vec<Change>) -> Self {
+        Applied { response, changes }
+    }
+
+    fn rejected(rejection: Rejection, changes: Vec<Change>) -> Self {
+        Applied {
+            response: Response::Rejected(rejection),
+            changes,
+        }
+    }
+}
+
+impl QueueState {
+    /// Applies `command`, which the Raft log holds at `index`.
+    pub fn apply(&mut self, index: u64, command: &Command) -> Applied {
+        match command {
+            Command::Enqueue {
+                dedup_key,
+                envelope,
+                body,
+                size,
+                received_at,
+                accepted_by,
+                body_holders,
+                dedup_window_ms,
+            } => {
+                if let Some(record) = self.dedup.get(dedup_key).copied()
+                    && record.expires_at > *received_at
+                    && let Some(entry) = self.entries.get_mut(&record.id)
+                {
+                    entry.history.push(HistoryEvent::DuplicateSubmission {
+                        at: *received_at,
+                        by: *accepted_by,
+                    });
+                    return Applied::new(
+                        Response::Enqueued {
+                            id: record.id,
+                            duplicate: true,
+                        },
+                        vec![Change::Entry(record.id)],
+                    );
+                }
+                let id = QueueId(index);
+                self.entries.insert(
+                    id,
+                    QueueEntry {
+                        id,
+                        dedup_key: *dedup_key,
+                        envelope: envelope.clone(),
+                        body: *body,
+                        size: *size,
+                        received_at: *received_at,
+                        accepted_by: *accepted_by,
+                        body_holders: body_holders.clone(),
+                        state: MessageState::Queued,
+                        next_attempt_at: *received_at,
+                        attempts: 0,
+                        last_attempt_at: None,
+                        recipients: envelope
+                            .recipients
+                            .iter()
+                            .map(|address| RecipientStatus {
+                                address: address.clone(),
+                                state: RecipientState::Pending,
+                                last_reply: None,
+                            })
+                            .collect(),
+                        delay_warned: false,
+                        assignment: None,
+                        finished_at_index: None,
+                        history: vec![HistoryEvent::Accepted {
+                            at: *received_at,
+                            by: *accepted_by,
+                        }],
+                    },
+                );
+                self.dedup.insert(
+                    *dedup_key,
+                    DedupRecord {
+                        id,
+                        expires_at: received_at.plus_millis(*dedup_window_ms),
+                    },
+                );
+                Applied::new(
+                    Response::Enqueued {
+                        id,
+                        duplicate: false,
+                    },
+                    vec![Change::Entry(id), Change::DedupPut(*dedup_key)],
+                )
+            }
+            Command::Assign {
+                ids,
+                owner,
+                now,
+                lease_until,
+                connections,
+            } => self.apply_assign(index, ids, *owner, *now, *lease_until, *connections),
+            Command::RenewLease {
+                leases,
+                lease_until,
+            } => self.apply_renew(leases, *lease_until),
+            Command::Attempted { reports } => self.apply_attempts(index, reports),
+            Command::Notified { id, kind, dsn, at } => self.apply_notified(*id, *kind, *dsn, *at),
+            Command::Reachability {
+                node,
+                destination,
+                reachable,
+                at,
+                detail,
+            } => self.apply_reachability(*node, destination, *reachable, *at, detail),
+            Command::Flush { destination, at } => self.apply_flush(destination.as_deref(), *at),
+            Command::Hold { id, at } => self.operator_action(*id, |entry| {
+                // The assignment survives a hold, so that the outcome of an attempt
+                // already in flight is still recorded; nothing new is assigned.
+                entry.state = MessageState::Held;
+                entry.history.push(HistoryEvent::Held { at: *at });
+            }),
+            Command::Release { id, at } => self.operator_action(*id, |entry| {
+                if entry.state == MessageState::Held {
+                    entry.state = MessageState::Queued;
+                    entry.next_attempt_at = *at;
+                    entry.history.push(HistoryEvent::Released { at: *at });
+                }
+            }),
+            Command::Delete { id, at } => self.operator_action(*id, |entry| {
+                entry.history.push(HistoryEvent::Deleted { at: *at });
+                finish(entry, MessageState::Deleted, index);
+            }),
+            Command::ExpireDedup { now } => {
+                let expired: Vec<DedupKey> = self
+                    .dedup
+                    .iter()
+                    .filter(|(_, record)| record.expires_at <= *now)
+                    .map(|(key, _)| *key)
+                    .collect();
+                for key in &expired {
+                    self.dedup.remove(key);
+                }
+                Applied::new(
+                    Response::Done,
+                    expired.into_iter().map(Change::DedupRemoved).collect(),
+                )
+            }
+        }
+    }
+
+    fn operator_action(&mut self, id: QueueId, update: impl FnOnce(&mut QueueEntry)) -> Applied {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return Applied::rejected(Rejection::UnknownMessage(id), vec![]);
+        };
+        if entry.state.is_final() {
+            return Applied::rejected(
+                Rejection::AlreadyFinal {
+                    id,
+                    state: entry.state,
+                },
+                vec![],
+            );
+        }
+        update(entry);
+        Applied::new(Response::Done, vec![Change::Entry(id)])
+    }
+
+    /// Messages that still need delivery (not final).
+    pub fn live_entries(&self) -> impl Iterator<Item = &QueueEntry> {
+        self.entries.values().filter(|e| !e.state.is_final())
+    }
+}
+
+pub(crate) fn finish(entry: &mut QueueEntry, state: MessageState, index: u64) {
+    entry.state = state;
+    entry.assignment = None;
+    entry.finished_at_index = Some(index);
+}
+
+#[cfg(test)]
+mod tests;
