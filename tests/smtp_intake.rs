@@ -45,6 +45,7 @@ impl SmtpEndpoint {
             bare_line_endings: BareLineEndings::Reject,
             tls,
             policy: Arc::new(PolicyHandle::new(policy)),
+            etrn_networks: Vec::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

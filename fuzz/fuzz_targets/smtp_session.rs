@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 "example.org".into(),
                 RecipientRule::CatchAll,
             )]))),
+            etrn_networks: Vec::new(),
         });
         let (client, server) = tokio::io::duplex(1 << 20);
         let session = tokio::spawn(run_session(

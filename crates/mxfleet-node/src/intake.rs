@@ -72,4 +72,11 @@ impl MessageIntake for QueueIntake {
             duplicate: receipt.duplicate,
         })
     }
+
+    async fn flush_destination(&self, domain: &str) -> Result<(), IntakeError> {
+        self.queue
+            .flush(Some(domain))
+            .await
+            .map_err(from_queue_error)
+    }
 }

@@ -85,6 +85,8 @@ pub struct SessionConfig {
     /// STARTTLS is offered only when this is set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub policy: Arc<PolicyHandle>,
+    /// Clients allowed to use ETRN (RFC 1985); empty refuses everyone with `459`.
+    pub etrn_networks: Vec<crate::policy::IpNetwork>,
 }
 
 impl std::fmt::Debug for SessionConfig {

@@ -52,4 +52,11 @@ pub trait MessageIntake: Send + Sync + 'static {
     async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError>;
     /// Commits the envelope; returns once the message is durable on a majority.
     async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError>;
+    /// ETRN: start delivering `domain`'s deferred mail now. Intakes without a queue
+    /// behind them cannot.
+    async fn flush_destination(&self, domain: &str) -> Result<(), IntakeError> {
+        Err(IntakeError::Unavailable(format!(
+            "no delivery queue to flush for {domain}"
+        )))
+    }
 }

@@ -440,3 +440,80 @@ async fn the_message_id_header_is_recorded_in_the_envelope() {
         Some("<m1@client.example>")
     );
 }
+
+#[tokio::test]
+async fn etrn_flushes_relay_domains_for_allowed_clients_only() {
+    let mut allowed = (*config(|_| {})).clone();
+    allowed.etrn_networks = vec!["192.0.2.0/24".parse().unwrap()];
+    let script = "ETRN example.org\r\nEHLO client.example\r\nETRN example.org\r\nETRN @example.net\r\nETRN other.example\r\nETRN #queue\r\nMAIL FROM:<>\r\nETRN example.org\r\nRSET\r\nQUIT\r\n";
+    let (output, _, intake) = transcript(Arc::new(allowed), script).await;
+    assert!(
+        output.contains(" ETRN\r\n"),
+        "EHLO announces ETRN: {output}"
+    );
+    let codes: Vec<&str> = replies(&output)
+        .iter()
+        .filter(|l| !l.starts_with("250-"))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "503", "250", "250", "250", "459", "501", "250", "503", "250", "221"
+        ],
+        "{output}"
+    );
+    assert!(
+        output.contains("250 2.0.0 Queuing for node example.org started"),
+        "{output}"
+    );
+    assert!(
+        output.contains("459 4.7.1 <other.example>: service unavailable"),
+        "{output}"
+    );
+    assert_eq!(
+        *intake.flushed.lock().unwrap(),
+        vec!["example.org".to_string(), "example.net".to_string()]
+    );
+
+    // Without ETRN networks, nobody may use it, and EHLO does not offer it.
+    let (output, _, intake) = transcript(
+        config(|_| {}),
+        "EHLO client.example\r\nETRN example.org\r\nQUIT\r\n",
+    )
+    .await;
+    assert!(
+        !output.lines().any(|l| l == "250-ETRN" || l == "250 ETRN"),
+        "EHLO must not offer ETRN: {output}"
+    );
+    assert!(
+        output.contains("459 4.7.1 <example.org>: client not allowed to use ETRN"),
+        "{output}"
+    );
+    assert!(intake.flushed.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn etrn_answers_458_when_the_fleet_cannot_flush() {
+    let mut allowed = (*config(|_| {})).clone();
+    allowed.etrn_networks = vec!["192.0.2.7".parse().unwrap()];
+    let intake = Arc::new(MemoryIntake::default());
+    *intake.fail_with.lock().unwrap() = Some(|| IntakeError::NoQuorum("cut off".into()));
+    let (client, session) = spawn_session(
+        Arc::new(allowed),
+        intake.clone() as Arc<dyn MessageIntake>,
+        CancellationToken::new(),
+    );
+    let (mut reader, mut writer) = tokio::io::split(client);
+    writer
+        .write_all(b"EHLO client.example\r\nETRN example.org\r\nQUIT\r\n")
+        .await
+        .unwrap();
+    let mut output = String::new();
+    reader.read_to_string(&mut output).await.unwrap();
+    session.await.unwrap();
+    assert!(
+        output.contains("458 4.3.0 Unable to queue messages for node example.org"),
+        "{output}"
+    );
+}

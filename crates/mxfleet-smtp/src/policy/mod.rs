@@ -42,6 +42,7 @@
 mod address;
 mod domain;
 mod helo;
+mod network;
 mod recipients;
 mod relay;
 
@@ -49,6 +50,7 @@ pub use address::{
     AddressError, AddressFault, MAX_ADDRESS, MAX_LOCAL_PART, Mailbox, parse_domain, parse_path,
 };
 pub use helo::check_helo;
+pub use network::IpNetwork;
 pub use recipients::{
     RecipientListError, RecipientRule, load_recipient_file, parse_recipient_list,
 };

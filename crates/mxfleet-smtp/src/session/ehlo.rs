@@ -28,6 +28,9 @@ impl Session {
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
         ];
+        if !self.config.etrn_networks.is_empty() {
+            lines.push("ETRN".into());
+        }
         if self.config.tls.is_some() && self.tls.is_none() {
             lines.push("STARTTLS".into());
         }

@@ -15,6 +15,7 @@
 
 mod data;
 mod ehlo;
+mod etrn;
 mod mail;
 mod rcpt;
 mod simple;
@@ -211,9 +212,9 @@ impl Session {
             Request::Vrfy { .. } => self.vrfy(),
             Request::Expn { .. } => self.expn(),
             Request::Help { .. } => self.help(),
+            Request::Etrn { name } => self.etrn(name).await,
             Request::Bdat { .. }
             | Request::Auth { .. }
-            | Request::Etrn { .. }
             | Request::Atrn { .. }
             | Request::Burl { .. } => {
                 self.error_reply(Reply::new(502, "5.5.1", "Error: command not implemented"))

@@ -37,6 +37,8 @@ pub fn spawn_session(
 pub struct MemoryIntake {
     pub queued: Mutex<Vec<(Envelope, Vec<u8>)>>,
     pub fail_with: Mutex<Option<fn() -> IntakeError>>,
+    /// Domains ETRN asked to flush.
+    pub flushed: Mutex<Vec<String>>,
 }
 
 struct MemorySink(Vec<u8>);
@@ -71,6 +73,13 @@ impl MessageIntake for MemoryIntake {
             duplicate: false,
         })
     }
+    async fn flush_destination(&self, domain: &str) -> Result<(), IntakeError> {
+        if let Some(fail) = *self.fail_with.lock().unwrap() {
+            return Err(fail());
+        }
+        self.flushed.lock().unwrap().push(domain.to_string());
+        Ok(())
+    }
 }
 
 pub fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
@@ -96,5 +105,6 @@ pub fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
         bare_line_endings: BareLineEndings::Reject,
         tls: None,
         policy: Arc::new(PolicyHandle::new(policy)),
+        etrn_networks: Vec::new(),
     })
 }
