@@ -311,7 +311,11 @@ async fn outcomes_with_a_stale_fencing_token_are_rejected() {
         .await
         .unwrap();
     assert!(taken.is_empty());
-    assert!(report_delivered(&queue, receipt.id, second).await.is_empty());
+    assert!(
+        report_delivered(&queue, receipt.id, second)
+            .await
+            .is_empty()
+    );
     let entry = queue.entry(receipt.id).unwrap();
     assert_eq!(entry.state, mxfleet_core::MessageState::Delivered);
     cluster.stop_all().await;
@@ -372,7 +376,11 @@ async fn bodies_are_collected_once_finished_and_covered_by_a_snapshot() {
         .assign(vec![delivered.id], 1, UnixMillis(u64::MAX), 1)
         .await
         .unwrap();
-    assert!(report_delivered(&queue, delivered.id, token).await.is_empty());
+    assert!(
+        report_delivered(&queue, delivered.id, token)
+            .await
+            .is_empty()
+    );
     let finished_body = queue.entry(delivered.id).unwrap().body;
     let live_body = queue.entry(waiting.id).unwrap().body;
     for id in 1..=3 {

@@ -10,12 +10,33 @@
 //! - [`client`]: the outbound SMTP client (PIPELINING, SIZE, STARTTLS, timeouts,
 //!   several messages per connection, per-recipient results).
 //! - [`dsn`]: RFC 3464 delivery status notifications (bounces and delay warnings).
+//! - [`config`]: `DeliveryConfig` and the per-destination `DestinationPolicy`.
+//! - [`lease`]: lease timing and the fencing argument; [`backoff`]: retry spacing;
+//!   [`pacing`]: fleet-wide rate and connection limits.
+//! - [`plan`]: the leader's sans-IO assignment plan; `scheduler`: its async shell, and
+//!   `notifier`: the DSNs the state says are owed.
+//! - `owner`: picking up assigned work, committing outcomes, renewing leases;
+//!   `attempt`: a destination's worker; `probe`: drain on recovery.
+//! - [`service`]: `DeliveryService`, which starts all of it on a node.
 
+mod attempt;
+pub mod backoff;
 pub mod client;
+pub mod config;
 pub mod dsn;
+pub mod lease;
+mod notifier;
+mod owner;
+pub mod pacing;
+pub mod plan;
+mod probe;
 pub mod reply;
 pub mod route;
+mod scheduler;
+pub mod service;
 pub mod target;
 
+pub use config::{DeliveryConfig, DestinationPolicy};
 pub use reply::{RemoteReply, Severity};
+pub use service::DeliveryService;
 pub use target::ConnectTarget;

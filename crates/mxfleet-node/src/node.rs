@@ -2,16 +2,20 @@
 //! configuration, its housekeeping, and an orderly shutdown.
 //!
 //! Shutdown structure: one root `CancellationToken` and one `TaskTracker` own the
-//! queue's tasks; SMTP has its own token and tracker so that it stops first.
-//! `Node::shutdown` stops SMTP intake (the listener stops accepting, idle sessions get
-//! `421 4.3.2`, a transaction in flight finishes while Raft is still up), then cancels
-//! the root token, stops Raft, and waits for the remaining tasks up to a deadline.
+//! queue's tasks; SMTP and delivery each have their own token and tracker so that they
+//! stop first. `Node::shutdown` stops SMTP intake (the listener stops accepting, idle
+//! sessions get `421 4.3.2`, a transaction in flight finishes while Raft is still up),
+//! then delivery (workers finish the message in hand and commit its outcome), then
+//! cancels the root token, stops Raft, and waits for the remaining tasks up to a
+//! deadline.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mxfleet_delivery::route::Router;
+use mxfleet_delivery::{DeliveryConfig, DeliveryService};
 use mxfleet_queue::{InitialMember, PeerTls, Queue, QueueConfig, StartError};
 use mxfleet_smtp::SessionConfig;
 use mxfleet_smtp::listener::ConnectionLimits;
@@ -52,6 +56,12 @@ pub struct SmtpService {
     pub connections: ConnectionLimits,
 }
 
+/// The delivery side of a node: settings and the router it resolves next hops with.
+pub struct DeliverySetup {
+    pub config: DeliveryConfig,
+    pub router: Router,
+}
+
 /// A running node.
 pub struct Node {
     queue: Queue,
@@ -60,6 +70,8 @@ pub struct Node {
     smtp_shutdown: CancellationToken,
     smtp_tracker: TaskTracker,
     smtp_addr: Option<SocketAddr>,
+    delivery_shutdown: CancellationToken,
+    delivery_tracker: TaskTracker,
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, NodeError> {
@@ -108,8 +120,13 @@ pub fn queue_config(config: &NodeConfig) -> Result<QueueConfig, NodeError> {
 }
 
 impl Node {
-    /// Starts the node described by `config`, with SMTP intake if `smtp` is given.
-    pub async fn start(config: QueueConfig, smtp: Option<SmtpService>) -> Result<Node, NodeError> {
+    /// Starts the node described by `config`, with SMTP intake if `smtp` is given and
+    /// delivery to the primaries if `delivery` is.
+    pub async fn start(
+        config: QueueConfig,
+        smtp: Option<SmtpService>,
+        delivery: Option<DeliverySetup>,
+    ) -> Result<Node, NodeError> {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let queue = Queue::start(config, shutdown.clone(), tracker.clone()).await?;
@@ -135,6 +152,17 @@ impl Node {
                 smtp_tracker.clone(),
             ));
         }
+        let delivery_shutdown = CancellationToken::new();
+        let delivery_tracker = TaskTracker::new();
+        if let Some(delivery) = delivery {
+            DeliveryService::start(
+                queue.clone(),
+                delivery.config,
+                delivery.router,
+                &delivery_tracker,
+                delivery_shutdown.clone(),
+            );
+        }
         Ok(Node {
             queue,
             shutdown,
@@ -142,6 +170,8 @@ impl Node {
             smtp_shutdown,
             smtp_tracker,
             smtp_addr,
+            delivery_shutdown,
+            delivery_tracker,
         })
     }
 
@@ -170,6 +200,18 @@ impl Node {
                 node_id,
                 sessions = self.smtp_tracker.len(),
                 "smtp_drain_deadline_passed"
+            );
+        }
+        self.delivery_shutdown.cancel();
+        self.delivery_tracker.close();
+        if tokio::time::timeout(deadline, self.delivery_tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                node_id,
+                tasks = self.delivery_tracker.len(),
+                "delivery_drain_deadline_passed"
             );
         }
         self.shutdown.cancel();

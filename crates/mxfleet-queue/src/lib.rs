@@ -24,8 +24,8 @@
 mod blob_replication;
 pub mod blob_store;
 mod cluster;
-mod delivery_ops;
 pub mod config;
+mod delivery_ops;
 pub mod error;
 mod log_store;
 mod peer;
@@ -38,8 +38,8 @@ mod write_path;
 
 pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
 pub use cluster::{ClusterStatus, MemberStatus};
-pub use delivery_ops::ClusterContact;
 pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
+pub use delivery_ops::ClusterContact;
 pub use error::{QueueError, StartError};
 pub use queue::{EnqueueReceipt, Queue};
 

@@ -4,6 +4,7 @@
 //! - [`QueueCluster`]: N replicated-queue nodes on ephemeral loopback ports with real
 //!   gRPC, real fsynced files and short timers; stop, restart from disk, add nodes.
 //! - [`tls`]: a throwaway CA and leaf certificates.
+//! - [`sink`]: [`SinkMx`], a scriptable SMTP server playing the primary MX.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,10 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod sink;
 pub mod tls;
+
+pub use sink::SinkMx;
 
 /// Polls `condition` every 20 ms until it holds or `deadline` passes; panics with
 /// `what` on timeout.

@@ -76,10 +76,11 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
                     args.relay_domain.to_ascii_lowercase(),
                     RecipientRule::CatchAll,
                 )]))),
+                etrn_networks: Vec::new(),
             }),
             connections: Default::default(),
         };
-        nodes.push((site, Node::start(config, Some(smtp)).await?));
+        nodes.push((site, Node::start(config, Some(smtp), None).await?));
     }
     let members: Vec<InitialMember> = nodes
         .iter()

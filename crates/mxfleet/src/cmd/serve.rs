@@ -41,7 +41,7 @@ pub async fn run(args: ServeArgs) -> u8 {
         }
     };
     let policy = smtp.session.policy.clone();
-    let node = match Node::start(queue_config, Some(smtp)).await {
+    let node = match Node::start(queue_config, Some(smtp), None).await {
         Ok(node) => node,
         Err(e) => {
             error!(cause = %e, "node_start_failed");

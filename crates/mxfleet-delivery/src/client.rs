@@ -1,1 +1,0 @@
-//! Outbound SMTP client (being written).

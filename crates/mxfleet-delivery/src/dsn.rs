@@ -1,1 +1,0 @@
-//! RFC 3464 delivery status notifications (being written).

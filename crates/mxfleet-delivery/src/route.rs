@@ -1,1 +1,0 @@
-//! Next-hop routing (being written).
