@@ -1,5 +1,8 @@
 //! A 3-node in-process fleet with delivery running on every node, and a `SinkMx` as
-//! the primary: the harness of the delivery end-to-end tests.
+//! the primary: the harness of the delivery end-to-end tests and the drain benchmark
+//! (each uses a different part of it).
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

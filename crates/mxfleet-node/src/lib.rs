@@ -2,15 +2,17 @@
 //!
 //! Layout:
 //! - [`config`]: the TOML configuration, loaded in two stages before any socket binds.
+//! - [`delivery_setup`]: the resolver, our identity and the router for delivery.
 //! - [`node`]: `Node`, the running member (queue, housekeeping, shutdown).
 //! - [`intake`]: the SMTP intake backed by the replicated queue.
 //! - [`signals`]: the signals that stop or reload a node.
 //! - [`smtp_setup`]: the SMTP service (relay policy, TLS, limits) from the config.
 
 pub mod config;
+pub mod delivery_setup;
 pub mod intake;
 pub mod node;
 pub mod signals;
 pub mod smtp_setup;
 
-pub use node::{Node, NodeError, queue_config};
+pub use node::{DeliverySetup, Node, NodeError, queue_config};

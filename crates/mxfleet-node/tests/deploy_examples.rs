@@ -3,11 +3,13 @@
 //! The files name TLS paths under `/etc/mxfleet/tls/` that do not exist on a build
 //! machine, so existence checks are skipped; everything else is checked as in
 //! production. The example fleet is also checked as a whole: the nodes agree on
-//! `initial_members`, each one's entry matches its own identity, and all of them accept
-//! mail for the same domains with the same limits.
+//! `initial_members`, each one's entry matches its own identity, all of them accept
+//! mail for the same domains with the same limits, and all deliver it alike.
 
 use std::path::{Path, PathBuf};
 
+use mxfleet_delivery::DestinationPolicy;
+use mxfleet_delivery::route::{NextHop, Route};
 use mxfleet_node::config::{
     FileChecks, NodeConfig, PeerTransport, RecipientSource, RelayDomainConfig, SmtpConfig,
     parse_with,
@@ -108,6 +110,39 @@ fn example_fleet_agrees_on_its_members() {
             config.node.id
         );
     }
+    // A message may be delivered by any node, and a DSN rebuilt by any leader: the
+    // delivery settings must agree too, only the HELO name is each node's own.
+    for config in &fleet {
+        let delivery = &config.delivery;
+        assert_eq!(delivery.hostname, config.smtp.hostname);
+        assert_eq!(delivery.reporting_mta, fleet[0].delivery.reporting_mta);
+        assert_eq!(
+            format!("{:?}", delivery.destinations),
+            format!("{:?}", fleet[0].delivery.destinations)
+        );
+        assert_eq!(
+            format!("{:?}", delivery.default_policy),
+            format!("{:?}", fleet[0].delivery.default_policy)
+        );
+    }
+    let routes: Vec<(&str, String)> = fleet[0]
+        .relay_domains
+        .iter()
+        .map(|relay| {
+            (
+                relay.domain.as_str(),
+                relay.delivery.route.primary.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("example.org", "mx".to_owned()),
+            ("example.com", "[mail.example.com]:25".to_owned())
+        ]
+    );
+
     let sources: Vec<(&str, &RecipientSource)> = fleet[0]
         .relay_domains
         .iter()
@@ -137,6 +172,68 @@ fn dev_node_takes_mail_for_example_test_on_a_high_port() {
         [RelayDomainConfig {
             domain: "example.test".to_owned(),
             recipients: RecipientSource::CatchAll,
+            delivery: DestinationPolicy {
+                route: Route::new(NextHop::parse("[127.0.0.1]:2526").expect("next hop")),
+                ..DestinationPolicy::default()
+            },
         }]
     );
+    assert_eq!(config.delivery.hostname, "dev-node");
+    assert_eq!(
+        config.delivery.default_policy.route.primary.to_string(),
+        "[127.0.0.1]:2526"
+    );
+}
+
+/// The `[delivery]` section of the example comments out each default; written out, they
+/// must change nothing, so that the example documents the defaults truthfully.
+#[test]
+fn commented_delivery_values_in_the_example_are_the_defaults() {
+    // Commented keys whose value is an example rather than the default.
+    const EXAMPLES_ONLY: [&str; 5] = [
+        "smtp_bind_address",
+        "relayhost",
+        "dns_servers",
+        "default_destination_rate",
+        "smtp_tls_CAfile",
+    ];
+    let path = deploy_dir().join("examples/node1.toml");
+    let text = std::fs::read_to_string(&path).expect("read node1.toml");
+    let mut in_delivery = false;
+    let mut uncommented = 0;
+    let written: Vec<String> = text
+        .lines()
+        .map(|line| {
+            // The section runs from its header to the first empty line.
+            if line.starts_with('[') || line.is_empty() {
+                in_delivery = line == "[delivery]";
+            }
+            let key = line
+                .strip_prefix("# ")
+                .and_then(|rest| rest.split_once(" = "))
+                .map(|(key, _)| key);
+            match key {
+                Some(key)
+                    if in_delivery
+                        && !EXAMPLES_ONLY.contains(&key)
+                        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                {
+                    uncommented += 1;
+                    line["# ".len()..].to_owned()
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
+    assert!(uncommented >= 20, "only {uncommented} defaults found");
+    let origin = path.display().to_string();
+    let defaults = parse_with(&written.join("\n"), &origin, FileChecks::Skip)
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let example = parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{:?}", defaults.delivery),
+        format!("{:?}", example.delivery)
+    );
+    assert_eq!(defaults.dns_servers, example.dns_servers);
+    assert_eq!(defaults.mx_port, example.mx_port);
 }

@@ -278,7 +278,7 @@ recipient_file = "{recipients}"
 }
 
 #[test]
-fn dev_starts_a_replicating_cluster_and_stops_on_ctrl_c() {
+fn dev_starts_a_cluster_that_delivers_to_its_primary_and_stops_on_ctrl_c() {
     let mut dev = Running::start(mxfleet().arg("dev"));
     let banner = dev.wait_for_line(&dev.stdout, "ready", Duration::from_secs(60));
     let text = banner.join("\n");
@@ -286,12 +286,12 @@ fn dev_starts_a_replicating_cluster_and_stops_on_ctrl_c() {
     assert!(text.contains("leader"), "{text}");
     assert_eq!(
         text.matches("127.0.0.1:").count(),
-        6,
-        "every node shows its SMTP and peer endpoints:\n{text}"
+        7,
+        "every node shows its SMTP and peer endpoints, and the primary its own:\n{text}"
     );
     assert!(
-        text.contains("on 3/3 nodes"),
-        "the demo message must reach every node:\n{text}"
+        text.contains("on 3/3 nodes, delivered to the primary"),
+        "the demo message must reach every node and the primary:\n{text}"
     );
     let data_dir = text
         .lines()
@@ -299,6 +299,41 @@ fn dev_starts_a_replicating_cluster_and_stops_on_ctrl_c() {
         .map(std::path::PathBuf::from)
         .expect("data dir printed");
     assert!(data_dir.is_dir());
+    // Mail sent to any node reaches the built-in primary with our Received header.
+    let smtp_port: u16 = text
+        .lines()
+        .find_map(|l| l.split("--port ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .expect("the swaks line names an SMTP port");
+    let replies = smtp_exchange(smtp_port, "postmaster@example.test");
+    let queue_id = replies
+        .split("queued as ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no queue id in {replies}"))
+        .to_string();
+    // The delivery log line for this message comes once the primary took it.
+    loop {
+        let lines = dev.wait_for_line(&dev.stderr, "delivery_attempt", Duration::from_secs(30));
+        if lines.last().is_some_and(|l| l.contains(&queue_id)) {
+            break;
+        }
+    }
+    let delivered = std::fs::read_dir(data_dir.join("primary"))
+        .unwrap()
+        .flatten()
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .find(|text| text.contains(&format!(" id {queue_id}")))
+        .unwrap_or_else(|| panic!("message {queue_id} is not in the primary's directory"));
+    assert!(
+        delivered.starts_with("Received: from cli.test"),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("Subject: cli\r\n\r\nhello"),
+        "{delivered}"
+    );
     dev.signal("INT");
     assert_eq!(dev.wait_exit(Duration::from_secs(30)), 0);
     assert!(

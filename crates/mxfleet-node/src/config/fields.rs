@@ -15,7 +15,7 @@ use super::raw::{DurationText, SizeText};
 
 /// Bounds of a message size limit, inclusive: 1KB and 2GB (decimal units).
 const MIN_MESSAGE_SIZE: u64 = 1000;
-const MAX_MESSAGE_SIZE: u64 = 2 * 1000 * 1000 * 1000;
+pub(super) const MAX_MESSAGE_SIZE: u64 = 2 * 1000 * 1000 * 1000;
 
 /// A file the node reads at startup (a TLS certificate or key, a recipient list), which
 /// must exist and be readable when `checks` allows looking.
@@ -143,15 +143,8 @@ pub(super) fn message_size(
     let Some(SizeText(text)) = text else {
         return WrittenSize::Absent;
     };
-    let bytes = match text.trim().parse::<ByteSize>() {
-        Ok(size) => size.as_u64(),
-        Err(why) => {
-            report.push(
-                key,
-                format!(r#"{text:?} is not a size ({why}); write e.g. "64MB" or "64MiB""#),
-            );
-            return WrittenSize::Invalid;
-        }
+    let Some(bytes) = parse_size(report, key, &text) else {
+        return WrittenSize::Invalid;
     };
     if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&bytes) {
         report.push(
@@ -164,6 +157,42 @@ pub(super) fn message_size(
         return WrittenSize::Invalid;
     }
     WrittenSize::Bytes(bytes)
+}
+
+/// A size other than the message size limit, e.g. `delivery.bounce_size_limit`:
+/// `default` when not written, otherwise at most `max` bytes (zero is allowed).
+pub(super) fn size(
+    report: &mut ErrorReport,
+    key: &str,
+    text: Option<SizeText>,
+    default: u64,
+    max: u64,
+) -> Option<u64> {
+    let Some(SizeText(text)) = text else {
+        return Some(default);
+    };
+    let bytes = parse_size(report, key, &text)?;
+    if bytes > max {
+        report.push(
+            key,
+            format!("must be at most {max} bytes, got {text:?} = {bytes} bytes"),
+        );
+        return None;
+    }
+    Some(bytes)
+}
+
+fn parse_size(report: &mut ErrorReport, key: &str, text: &str) -> Option<u64> {
+    match text.trim().parse::<ByteSize>() {
+        Ok(size) => Some(size.as_u64()),
+        Err(why) => {
+            report.push(
+                key,
+                format!(r#"{text:?} is not a size ({why}); write e.g. "64MB" or "64MiB""#),
+            );
+            None
+        }
+    }
 }
 
 /// A count such as a connection or recipient limit: `default` when not written,

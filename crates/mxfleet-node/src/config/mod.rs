@@ -27,8 +27,12 @@
 //! Layout:
 //! - `raw`: stage 1, the file's shape (`RawConfig`).
 //! - `validated`: stage 2, [`NodeConfig`] and its sections, and the rules across keys.
+//! - `peer`: stage 2 of `[peer]`, [`PeerConfig`] (listen, advertise, mutual TLS).
 //! - `smtp`: stage 2 of `[smtp]`, [`SmtpConfig`] (listener, limits, STARTTLS).
+//! - `delivery`: stage 2 of `[delivery]`, the node's `mxfleet_delivery::DeliveryConfig`.
 //! - `relay_domains`: stage 2 of `[[relay_domains]]`, [`RelayDomainConfig`].
+//! - `destination`: the per-destination delivery keys that `[delivery]` sets as defaults
+//!   and each relay domain may override (route, TLS, limits, lifetime, delay warnings).
 //! - `fields`: stage-2 checks of single values (durations, sizes, counts, labels, files).
 //! - `host_port`: `host:port` addresses that peers dial, normalized for comparison.
 //! - `dns_name`: host names, domains and certificate names, normalized for comparison.
@@ -36,10 +40,13 @@
 //!
 //! The examples in `deploy/examples/` are parsed by `tests/deploy_examples.rs`.
 
+mod delivery;
+mod destination;
 mod dns_name;
 mod error;
 mod fields;
 mod host_port;
+mod peer;
 mod raw;
 mod relay_domains;
 mod smtp;
@@ -51,11 +58,11 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use peer::{PeerConfig, PeerTransport};
 pub use relay_domains::{RecipientSource, RelayDomainConfig};
 pub use smtp::{BareLineEndingsSetting, SmtpConfig, TlsCertificateConfig};
 pub use validated::{
-    ClusterConfig, InitialMember, NodeConfig, NodeIdentity, PeerConfig, PeerTransport, QueueLimits,
-    RaftTimers,
+    ClusterConfig, InitialMember, NodeConfig, NodeIdentity, QueueLimits, RaftTimers,
 };
 
 use error::ErrorReport;
@@ -67,13 +74,14 @@ pub const EXIT_CONFIG: i32 = 64;
 /// How much of the host validation may look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileChecks {
-    /// Check that the TLS files and recipient files exist and are readable, that an
-    /// existing `data_dir` is a directory, and default `node.name` to the machine
-    /// hostname. Used by [`load`] and [`parse`].
+    /// Check that the TLS files and recipient files exist and are readable, read the
+    /// `smtp_tls_CAfile`s, check that an existing `data_dir` is a directory, and default
+    /// `node.name` to the machine hostname. Used by [`load`] and [`parse`].
     Filesystem,
     /// Judge the text alone and touch nothing, e.g. to check example configs on a
     /// machine without the TLS or recipient files. `node.name` then defaults to
-    /// `mxfleet-node-<id>`.
+    /// `mxfleet-node-<id>`, and an `smtp_tls_CAfile` is not read: its policy carries no
+    /// extra roots.
     Skip,
 }
 

@@ -12,8 +12,8 @@
 //!
 //! Layout: [`RawConfig`] holds one struct per TOML table: [`RawNode`], [`RawPeer`],
 //! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`], [`RawQueue`], [`RawSmtp`]
-//! (with [`RawTlsCertificate`] entries), and the `[[relay_domains]]` array of
-//! [`RawRelayDomain`].
+//! (with [`RawTlsCertificate`] entries), [`RawDelivery`], and the `[[relay_domains]]`
+//! array of [`RawRelayDomain`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub raft: RawRaft,
     pub queue: RawQueue,
     pub smtp: RawSmtp,
+    pub delivery: RawDelivery,
     pub relay_domains: Vec<RawRelayDomain>,
 }
 
@@ -132,8 +133,49 @@ pub(crate) struct RawTlsCertificate {
     pub names: Option<Vec<String>>,
 }
 
-/// One `[[relay_domains]]` table: a domain this node is a backup MX for, and whom it
-/// accepts mail for there (Postfix `relay_domains` and `relay_recipient_maps`).
+/// `[delivery]`: outbound delivery to the primaries and to senders (DSNs). Keys are the
+/// Postfix parameter names where Postfix has the setting, hence `smtp_tls_CAfile`.
+/// Words (`smtp_tls_security_level`), addresses and next hops stay strings, so that a
+/// wrong one is a stage-2 error reported alongside the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [delivery] table")]
+pub(crate) struct RawDelivery {
+    pub lease: Option<DurationText>,
+    pub clock_drift_bound: Option<DurationText>,
+    pub dot_margin: Option<DurationText>,
+    pub contact_timeout: Option<DurationText>,
+    pub minimal_backoff_time: Option<DurationText>,
+    pub maximal_backoff_time: Option<DurationText>,
+    pub queue_run_delay: Option<DurationText>,
+    pub probe_interval: Option<DurationText>,
+    pub node_dead_after: Option<DurationText>,
+    pub smtp_bind_address: Option<String>,
+    pub smtp_helo_name: Option<String>,
+    pub reporting_mta: Option<String>,
+    pub smtp_connect_timeout: Option<DurationText>,
+    pub smtp_helo_timeout: Option<DurationText>,
+    pub smtp_mail_timeout: Option<DurationText>,
+    pub smtp_rcpt_timeout: Option<DurationText>,
+    pub smtp_data_init_timeout: Option<DurationText>,
+    pub smtp_data_xfer_timeout: Option<DurationText>,
+    pub smtp_data_done_timeout: Option<DurationText>,
+    pub bounce_size_limit: Option<SizeText>,
+    pub relayhost: Option<String>,
+    pub dns_servers: Option<Vec<String>>,
+    pub mx_port: Option<u16>,
+    pub default_destination_concurrency_limit: Option<u32>,
+    pub default_destination_rate: Option<u32>,
+    pub maximal_queue_lifetime: Option<DurationText>,
+    pub delay_warning_time: Option<DurationText>,
+    pub smtp_tls_security_level: Option<String>,
+    #[serde(rename = "smtp_tls_CAfile")]
+    pub smtp_tls_ca_file: Option<PathBuf>,
+}
+
+/// One `[[relay_domains]]` table: a domain this node is a backup MX for, whom it
+/// accepts mail for there (Postfix `relay_domains` and `relay_recipient_maps`), and how
+/// that mail is delivered to the primary (Postfix `transport_maps` and the per-destination
+/// settings; unset keys inherit the `[delivery]` defaults).
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -145,6 +187,15 @@ pub(crate) struct RawRelayDomain {
     pub recipients: Option<Vec<String>>,
     pub recipient_file: Option<PathBuf>,
     pub catch_all: Option<bool>,
+    pub next_hop: Option<String>,
+    pub fallback_relay: Option<String>,
+    pub smtp_tls_security_level: Option<String>,
+    #[serde(rename = "smtp_tls_CAfile")]
+    pub smtp_tls_ca_file: Option<PathBuf>,
+    pub destination_concurrency_limit: Option<u32>,
+    pub destination_rate: Option<u32>,
+    pub maximal_queue_lifetime: Option<DurationText>,
+    pub delay_warning_time: Option<DurationText>,
 }
 
 /// A duration as written, e.g. `"250ms"`; parsed with `humantime` in stage 2.

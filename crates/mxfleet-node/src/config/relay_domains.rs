@@ -11,25 +11,69 @@
 //! meant to hold replicas only, but the binary should log it at startup, since it is
 //! more often a forgotten section than a choice.
 //!
+//! Each table also says how its mail reaches the primary: `next_hop` (default: MX
+//! lookup), `fallback_relay`, and the destination keys that override the `[delivery]`
+//! defaults (checked in [`super::destination`]). The result is the domain's
+//! [`DestinationPolicy`], which also goes into `DeliveryConfig::destinations`.
+//!
 //! Layout: the types ([`RelayDomainConfig`], [`RecipientSource`]), then
 //! [`check_relay_domains`] and the checks of one table.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use mxfleet_delivery::DestinationPolicy;
+
 use super::FileChecks;
+use super::destination::{DestinationDraft, DestinationKeys, check_destination, check_route};
 use super::dns_name;
 use super::error::ErrorReport;
 use super::fields::{existing_file, required};
 use super::raw::RawRelayDomain;
 
 /// One `[[relay_domains]]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RelayDomainConfig {
     /// Fully qualified, lower case, no trailing dot; unique among the tables.
     pub domain: String,
     pub recipients: RecipientSource,
+    /// How mail for the domain is delivered: its route (`next_hop`, `fallback_relay`)
+    /// and its own keys, with the `[delivery]` defaults for the keys it does not write.
+    /// The same policy is `DeliveryConfig::destinations[domain]`.
+    pub delivery: DestinationPolicy,
 }
+
+/// Field by field, because `DestinationPolicy` does not implement `PartialEq`. The
+/// destructuring is exhaustive, so a field added to either type is a compile error here
+/// rather than a field silently left out of the comparison.
+impl PartialEq for RelayDomainConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let RelayDomainConfig {
+            domain,
+            recipients,
+            delivery,
+        } = self;
+        let DestinationPolicy {
+            route,
+            tls,
+            max_connections,
+            max_messages_per_second,
+            lifetime,
+            delay_warning,
+        } = delivery;
+        let theirs = &other.delivery;
+        *domain == other.domain
+            && *recipients == other.recipients
+            && *route == theirs.route
+            && *tls == theirs.tls
+            && *max_connections == theirs.max_connections
+            && *max_messages_per_second == theirs.max_messages_per_second
+            && *lifetime == theirs.lifetime
+            && *delay_warning == theirs.delay_warning
+    }
+}
+
+impl Eq for RelayDomainConfig {}
 
 /// Whom a relay domain accepts mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +109,11 @@ impl RelayDomainConfig {
     }
 }
 
-/// Checks every table; `Some` only if all of them are valid.
+/// Checks every table; `Some` only if all of them are valid. A table's delivery keys
+/// default to `delivery_defaults`, from `[delivery]`.
 pub(super) fn check_relay_domains(
     raw: Vec<RawRelayDomain>,
+    delivery_defaults: &DestinationDraft,
     checks: FileChecks,
     report: &mut ErrorReport,
 ) -> Option<Vec<RelayDomainConfig>> {
@@ -102,9 +148,20 @@ pub(super) fn check_relay_domains(
                 ),
             );
         }
+        // The delivery keys are taken out first, and checked after the recipients, so
+        // that errors come in the order the keys are documented.
+        let (next_hop, fallback_relay) = (table.next_hop.take(), table.fallback_relay.take());
+        let destination_keys = DestinationKeys::take_from_relay_domain(&prefix, &mut table);
         let recipients = recipient_source(report, &prefix, domain.as_deref(), table, checks);
-        tables.push(match (domain, recipients) {
-            (Some(domain), Some(recipients)) => Some(RelayDomainConfig { domain, recipients }),
+        let route = check_route(report, &prefix, next_hop, fallback_relay);
+        let delivery = check_destination(report, destination_keys, delivery_defaults, checks);
+        let delivery = route.and_then(|route| delivery.finish(route));
+        tables.push(match (domain, recipients, delivery) {
+            (Some(domain), Some(recipients), Some(delivery)) => Some(RelayDomainConfig {
+                domain,
+                recipients,
+                delivery,
+            }),
             _ => None,
         });
     }

@@ -134,6 +134,12 @@ pub(super) struct SmtpDraft {
 }
 
 impl SmtpDraft {
+    /// The validated `smtp.hostname` (or its default), the default HELO name of
+    /// outbound delivery; `None` if it was wrong.
+    pub(super) fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+
     pub(super) fn finish(self, message_size_limit: u64) -> Option<SmtpConfig> {
         Some(SmtpConfig {
             listen: self.listen?,

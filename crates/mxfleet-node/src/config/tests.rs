@@ -1,7 +1,8 @@
 //! Tests of both stages through the public entry points, one rule per test.
 //!
-//! `[smtp]` and `[[relay_domains]]` have their own files under `tests/`.
+//! `[smtp]`, `[delivery]` and `[[relay_domains]]` have their own files under `tests/`.
 
+mod delivery;
 mod relay_domains;
 mod smtp;
 

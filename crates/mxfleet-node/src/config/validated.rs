@@ -11,8 +11,9 @@
 //! build a `NodeConfig` in code (for instance with tiny [`RaftTimers`]) without a file.
 //!
 //! Layout: the types ([`NodeConfig`] and its sections), then [`validate`], then one
-//! `check_*` function per section. `[smtp]` and `[[relay_domains]]` have their own
-//! modules ([`super::smtp`], [`super::relay_domains`]), types included. Field-level
+//! `check_*` function per section. `[peer]`, `[smtp]`, `[delivery]` and
+//! `[[relay_domains]]` have their own modules ([`super::peer`], [`super::smtp`],
+//! [`super::delivery`], [`super::relay_domains`]), types included. Field-level
 //! parsing (units, counts, labels, files) lives in [`super::fields`].
 
 use std::collections::HashMap;
@@ -21,15 +22,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mxfleet_core::NodeId;
+use mxfleet_delivery::DeliveryConfig;
 
 use super::FileChecks;
+use super::delivery::check_delivery;
 use super::error::ErrorReport;
 use super::fields::{
-    WrittenSize, at_least_multiple, data_dir, default_node_name, duration, existing_file,
-    message_size, node_name, non_zero_id, required, site_label,
+    WrittenSize, at_least_multiple, data_dir, default_node_name, duration, message_size, node_name,
+    non_zero_id, required, site_label,
 };
 use super::host_port::HostPort;
-use super::raw::{RawConfig, RawMember, RawNode, RawPeer, RawQueue, RawRaft};
+use super::peer::{Advertised, PeerConfig, check_peer};
+use super::raw::{RawConfig, RawMember, RawNode, RawQueue, RawRaft};
 use super::relay_domains::{RelayDomainConfig, check_relay_domains};
 use super::smtp::{SmtpConfig, SmtpContext, check_smtp, unified_message_size};
 
@@ -45,6 +49,14 @@ pub struct NodeConfig {
     /// Empty is valid: the node then takes part in the fleet but refuses every
     /// recipient.
     pub relay_domains: Vec<RelayDomainConfig>,
+    /// `[delivery]`, with one destination policy per relay domain
+    /// (`delivery.destinations`, keyed by domain) and `delivery.hostname` the HELO name.
+    pub delivery: DeliveryConfig,
+    /// `delivery.dns_servers`: the nameservers delivery resolves MX and address records
+    /// with; empty means the system resolver (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
+    /// `delivery.mx_port`: the port MX hosts are contacted on; 25 except in test fleets.
+    pub mx_port: u16,
 }
 
 /// `[node]`: who this member is and where it keeps its state.
@@ -59,31 +71,6 @@ pub struct NodeIdentity {
     pub site: String,
     /// Raft log, snapshots and message bodies. Created on first start if missing.
     pub data_dir: PathBuf,
-}
-
-/// `[peer]`: the Raft and replication port between fleet members.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// Where the peer server binds.
-    pub listen: SocketAddr,
-    /// `host:port` the other members dial, normalized (names lowercased, IPv6 in
-    /// brackets). Equals `listen` unless `advertise` was given.
-    pub advertise: String,
-    pub transport: PeerTransport,
-}
-
-/// How peer connections are secured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerTransport {
-    /// No TLS at all: development only, chosen with an explicit `plaintext = true`.
-    Plaintext,
-    /// Mutual TLS: this node presents `cert`/`key`, and accepts and dials only peers
-    /// whose certificate is signed by `ca`. All three are PEM files.
-    MutualTls {
-        cert: PathBuf,
-        key: PathBuf,
-        ca: PathBuf,
-    },
 }
 
 /// `[cluster]`: how a brand-new fleet is bootstrapped.
@@ -173,7 +160,13 @@ pub(crate) fn validate(
     let smtp = check_smtp(raw.smtp, &smtp_context, checks, report);
     let message_size =
         unified_message_size(report, queue.max_message_size, smtp.message_size_limit);
-    let relay_domains = check_relay_domains(raw.relay_domains, checks, report);
+    let delivery = check_delivery(raw.delivery, smtp.hostname(), checks, report);
+    let relay_domains = check_relay_domains(
+        raw.relay_domains,
+        &delivery.destination_defaults,
+        checks,
+        report,
+    );
 
     if !report.is_clean() {
         return None;
@@ -183,6 +176,8 @@ pub(crate) fn validate(
         .map(MemberDraft::finish)
         .collect::<Option<Vec<_>>>()?;
     let message_size = message_size?;
+    let relay_domains = relay_domains?;
+    let delivery = delivery.finish(&relay_domains)?;
     Some(NodeConfig {
         node: NodeIdentity {
             id: node.id?,
@@ -199,7 +194,10 @@ pub(crate) fn validate(
         raft: raft?,
         queue: queue.finish(message_size)?,
         smtp: smtp.finish(message_size)?,
-        relay_domains: relay_domains?,
+        relay_domains,
+        delivery: delivery.delivery,
+        dns_servers: delivery.dns_servers,
+        mx_port: delivery.mx_port,
     })
 }
 
@@ -243,169 +241,6 @@ fn check_node(raw: RawNode, checks: FileChecks, report: &mut ErrorReport) -> Nod
         site,
         data_dir,
     }
-}
-
-/// The address peers dial, and which key it came from (for error messages).
-struct Advertised {
-    addr: HostPort,
-    from_key: &'static str,
-}
-
-struct PeerDraft {
-    listen: Option<SocketAddr>,
-    advertised: Option<Advertised>,
-    transport: Option<PeerTransport>,
-}
-
-fn check_peer(mut raw: RawPeer, checks: FileChecks, report: &mut ErrorReport) -> PeerDraft {
-    let listen = required(
-        report,
-        "peer.listen",
-        raw.listen.take(),
-        r#"the IP:port the peer port binds, e.g. listen = "0.0.0.0:7401""#,
-    )
-    .and_then(|text| listen_addr(report, &text));
-    let advertised = match raw.advertise.take() {
-        Some(text) => advertise_addr(report, &text),
-        None => listen.and_then(|listen| advertise_from_listen(report, listen)),
-    };
-    let transport = peer_transport(report, &raw, checks);
-    PeerDraft {
-        listen,
-        advertised,
-        transport,
-    }
-}
-
-fn listen_addr(report: &mut ErrorReport, text: &str) -> Option<SocketAddr> {
-    match text.parse::<SocketAddr>() {
-        Ok(addr) if addr.port() == 0 => {
-            report.push(
-                "peer.listen",
-                "port 0 would bind an ephemeral port that peers cannot find; give a fixed port",
-            );
-            None
-        }
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            report.push(
-                "peer.listen",
-                format!(
-                    "{text:?} is not an IP:port to bind, e.g. \"0.0.0.0:7401\" or \
-                     \"[::]:7401\" (a DNS name belongs in peer.advertise)"
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn advertise_addr(report: &mut ErrorReport, text: &str) -> Option<Advertised> {
-    match HostPort::parse(text) {
-        Ok(addr) if addr.is_unspecified() => {
-            report.push(
-                "peer.advertise",
-                format!(
-                    "{addr} can be bound but not dialled; give the address the other \
-                     members reach this node at"
-                ),
-            );
-            None
-        }
-        Ok(addr) => Some(Advertised {
-            addr,
-            from_key: "peer.advertise",
-        }),
-        Err(why) => {
-            report.push("peer.advertise", why);
-            None
-        }
-    }
-}
-
-fn advertise_from_listen(report: &mut ErrorReport, listen: SocketAddr) -> Option<Advertised> {
-    if listen.ip().is_unspecified() {
-        report.push(
-            "peer.advertise",
-            format!(
-                "is required because peer.listen = \"{listen}\" binds every interface, \
-                 which peers cannot dial; set it to the address the other members reach \
-                 this node at, e.g. advertise = \"10.0.1.5:{}\"",
-                listen.port()
-            ),
-        );
-        return None;
-    }
-    match HostPort::from_socket_addr(listen) {
-        Ok(addr) => Some(Advertised {
-            addr,
-            from_key: "peer.listen",
-        }),
-        Err(why) => {
-            report.push("peer.listen", why);
-            None
-        }
-    }
-}
-
-/// Plaintext only when asked for explicitly; otherwise all three TLS files.
-fn peer_transport(
-    report: &mut ErrorReport,
-    raw: &RawPeer,
-    checks: FileChecks,
-) -> Option<PeerTransport> {
-    let tls_files = [
-        ("peer.tls_cert", raw.tls_cert.as_deref()),
-        ("peer.tls_key", raw.tls_key.as_deref()),
-        ("peer.tls_ca", raw.tls_ca.as_deref()),
-    ];
-    let given: Vec<&str> = tls_files
-        .iter()
-        .filter(|(_, path)| path.is_some())
-        .map(|(key, _)| *key)
-        .collect();
-
-    if raw.plaintext == Some(true) {
-        if given.is_empty() {
-            return Some(PeerTransport::Plaintext);
-        }
-        report.push(
-            "peer.plaintext",
-            format!(
-                "plaintext = true turns peer TLS off, but {} {} set; remove plaintext = true \
-                 to use mutual TLS, or remove the tls_* keys",
-                given.join(", "),
-                if given.len() == 1 { "is" } else { "are" },
-            ),
-        );
-        return None;
-    }
-
-    if given.is_empty() {
-        report.push(
-            "peer",
-            "no TLS configured: give tls_cert, tls_key and tls_ca (PEM files) for mutual TLS \
-             between fleet members, or set plaintext = true for a development fleet \
-             (peer traffic then travels unencrypted and unauthenticated)",
-        );
-        return None;
-    }
-    let [cert, key, ca] = tls_files.map(|(key, path)| match path {
-        Some(path) => existing_file(report, key, path, checks),
-        None => {
-            report.push(
-                key,
-                "is required: mutual TLS needs all of tls_cert, tls_key and tls_ca; \
-                 or set plaintext = true for a development fleet",
-            );
-            None
-        }
-    });
-    Some(PeerTransport::MutualTls {
-        cert: cert?,
-        key: key?,
-        ca: ca?,
-    })
 }
 
 /// One `initial_members` entry with each field checked on its own.

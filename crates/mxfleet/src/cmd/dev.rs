@@ -1,21 +1,27 @@
 //! `mxfleet dev`: a working local cluster on loopback with no configuration: N nodes
 //! (default 3) in this process, each with its own data directory, peers on ephemeral
-//! loopback ports, plaintext between them (dev mode only), and an SMTP listener per
-//! node that relays for `example.test` (any recipient). It bootstraps the cluster,
-//! replicates a demo message through a follower to prove the path end to end, prints
-//! the endpoints and a command that sends a test mail, and runs until Ctrl-C.
+//! loopback ports, plaintext between them (dev mode only), an SMTP listener per node
+//! that relays for `example.test` (any recipient), and delivery to a primary: the
+//! built-in one (`dev_primary`, which writes what it receives to `primary/*.eml`) or
+//! the one given with `--primary`. It bootstraps the cluster, sends a demo message
+//! through a follower and waits for the primary to get it, prints the endpoints and a
+//! command that sends a test mail, and runs until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use mxfleet_core::Envelope;
-use mxfleet_node::Node;
+use mxfleet_delivery::route::{NextHop, Route};
+use mxfleet_delivery::{DeliveryConfig, DestinationPolicy};
 use mxfleet_node::node::SmtpService;
+use mxfleet_node::{DeliverySetup, Node, delivery_setup};
 use mxfleet_queue::{InitialMember, PeerTls, QueueConfig};
 use mxfleet_smtp::data::BareLineEndings;
 use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
 use mxfleet_smtp::{PolicyHandle, SessionConfig, SessionLimits};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::error;
 
 use super::{EXIT_FAILED, SHUTDOWN_DEADLINE};
@@ -31,7 +37,14 @@ pub struct DevArgs {
     /// The domain the dev cluster relays for (any recipient).
     #[arg(long, default_value = "example.test")]
     relay_domain: String,
+    /// Deliver to this primary (`host:port`) instead of the built-in one.
+    #[arg(long)]
+    primary: Option<std::net::SocketAddr>,
 }
+
+/// Senders' domains the built-in primary also takes mail for, so that DSNs to the
+/// demo and example senders arrive there too.
+const DEV_SENDER_DOMAINS: [&str; 2] = ["client.example", "mxfleet.invalid"];
 
 const SITES: [&str; 3] = ["dev-a", "dev-b", "dev-c"];
 
@@ -54,6 +67,23 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         (Some(dir), _) => dir.clone(),
         (None, Some(temp)) => temp.path().to_path_buf(),
         (None, None) => unreachable!("one of them is set above"),
+    };
+
+    let primary_shutdown = CancellationToken::new();
+    let primary_tracker = TaskTracker::new();
+    let primary = match args.primary {
+        Some(primary) => primary,
+        None => {
+            let mut domains = vec![args.relay_domain.clone()];
+            domains.extend(DEV_SENDER_DOMAINS.iter().map(|d| d.to_string()));
+            super::dev_primary::start(
+                root.join("primary"),
+                &domains,
+                primary_shutdown.clone(),
+                &primary_tracker,
+            )
+            .await?
+        }
     };
 
     let mut nodes = Vec::new();
@@ -80,7 +110,8 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
             }),
             connections: Default::default(),
         };
-        nodes.push((site, Node::start(config, Some(smtp), None).await?));
+        let delivery = dev_delivery(id, &args.relay_domain, primary)?;
+        nodes.push((site, Node::start(config, Some(smtp), Some(delivery)).await?));
     }
     let members: Vec<InitialMember> = nodes
         .iter()
@@ -111,6 +142,7 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         )
         .await?;
     let replicated = wait_for_replicas(&nodes, demo.id).await;
+    let delivered = wait_for_delivery(&nodes, demo.id).await;
 
     println!(
         "mxfleet dev: {} nodes on loopback, data in {}",
@@ -134,7 +166,7 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  demo message {} accepted via node {} ({}), on {replicated}/{} nodes",
+        "  demo message {} accepted via node {} ({}), on {replicated}/{} nodes, {}",
         demo.id,
         via.node_id(),
         if demo.duplicate {
@@ -142,8 +174,20 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         } else {
             "new"
         },
-        nodes.len()
+        nodes.len(),
+        if delivered {
+            "delivered to the primary"
+        } else {
+            "not delivered yet (is the primary up?)"
+        }
     );
+    match args.primary {
+        Some(primary) => println!("  primary: {primary} (given with --primary)"),
+        None => println!(
+            "  primary: built-in at {primary}; what it receives is written to {}",
+            root.join("primary").display()
+        ),
+    }
     if let Some(smtp) = nodes.last().and_then(|(_, n)| n.smtp_addr()) {
         let domain = &args.relay_domain;
         println!("  send a test mail (any node works; mail for other domains is refused):");
@@ -165,6 +209,9 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     for (_, node) in nodes {
         node.shutdown(SHUTDOWN_DEADLINE).await;
     }
+    primary_shutdown.cancel();
+    primary_tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, primary_tracker.wait()).await;
     drop(temp);
     Ok(())
 }
@@ -182,6 +229,62 @@ async fn wait_for_leader(nodes: &[(&str, Node)]) -> anyhow::Result<u64> {
             return Ok(*leader);
         }
         anyhow::ensure!(Instant::now() < until, "no leader elected within 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Delivery for dev node `id`: everything (the relay domain, and DSNs to any sender)
+/// goes to `primary`; the primary is probed every 2 s while it is down.
+fn dev_delivery(
+    id: u64,
+    relay_domain: &str,
+    primary: std::net::SocketAddr,
+) -> anyhow::Result<DeliverySetup> {
+    let hostname = format!("node{id}.mxfleet.dev");
+    let mut config = DeliveryConfig::new(hostname.clone());
+    config.reporting_mta = "mxfleet.dev".into();
+    config.probe_interval = Duration::from_secs(2);
+    let to_primary = DestinationPolicy {
+        route: Route::new(NextHop::parse(&format!(
+            "[{}]:{}",
+            primary.ip(),
+            primary.port()
+        ))?),
+        ..DestinationPolicy::default()
+    };
+    config
+        .destinations
+        .insert(relay_domain.to_ascii_lowercase(), to_primary.clone());
+    config.default_policy = to_primary;
+    let router = delivery_setup::router(
+        &[],
+        mxfleet_delivery::route::DEFAULT_SMTP_PORT,
+        delivery_setup::own_identity(&[&hostname], &[]),
+    )
+    .or_else(|_| {
+        // No usable system resolver (a bare container): dev routes are IP literals,
+        // so any resolver will do.
+        delivery_setup::router(
+            &["127.0.0.1:53".parse().expect("literal address")],
+            mxfleet_delivery::route::DEFAULT_SMTP_PORT,
+            delivery_setup::own_identity(&[&hostname], &[]),
+        )
+    })?;
+    Ok(DeliverySetup { config, router })
+}
+
+/// Waits up to 10 s for message `id` to be delivered (as node 1 sees it).
+async fn wait_for_delivery(nodes: &[(&str, Node)], id: mxfleet_core::QueueId) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let delivered = nodes[0]
+            .1
+            .queue()
+            .entry(id)
+            .is_some_and(|e| e.state == mxfleet_core::MessageState::Delivered);
+        if delivered || Instant::now() >= until {
+            return delivered;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

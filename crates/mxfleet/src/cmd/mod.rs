@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dev;
+mod dev_primary;
 pub mod loadgen;
 pub mod serve;
 

@@ -40,8 +40,15 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    let delivery = match mxfleet_node::delivery_setup::from_config(&config) {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            error!(cause = %e, "dns_resolver_unusable");
+            return EXIT_CONFIG;
+        }
+    };
     let policy = smtp.session.policy.clone();
-    let node = match Node::start(queue_config, Some(smtp), None).await {
+    let node = match Node::start(queue_config, Some(smtp), Some(delivery)).await {
         Ok(node) => node,
         Err(e) => {
             error!(cause = %e, "node_start_failed");

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use mxfleet_delivery::DestinationPolicy;
+
 use super::*;
 
 /// `[[relay_domains]]` tables after the minimal config.
@@ -38,16 +40,19 @@ catch_all = true
                     "Bob@EXAMPLE.org".to_owned(),
                     "\"john doe\"@example.org".to_owned(),
                 ]),
+                delivery: DestinationPolicy::default(),
             },
             RelayDomainConfig {
                 domain: "example.net".to_owned(),
                 recipients: RecipientSource::File(PathBuf::from(
                     "/etc/mxfleet/recipients/example.net"
                 )),
+                delivery: DestinationPolicy::default(),
             },
             RelayDomainConfig {
                 domain: "example.com".to_owned(),
                 recipients: RecipientSource::CatchAll,
+                delivery: DestinationPolicy::default(),
             },
         ]
     );

@@ -1,0 +1,136 @@
+//! The built-in primary of `mxfleet dev`: an SMTP server (mxfleet's own session code)
+//! that stands in for the primary MX, writes each message it accepts to
+//! `<data dir>/primary/<n>.eml`, and logs `dev_primary_received`. It lets the dev
+//! cluster show the whole path: intake, replication, assignment, delivery.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mxfleet_core::{BodyDigest, Envelope, QueueId};
+use mxfleet_smtp::data::BareLineEndings;
+use mxfleet_smtp::listener::ConnectionLimits;
+use mxfleet_smtp::policy::{RecipientRule, RelayPolicy};
+use mxfleet_smtp::{
+    BodySink, IntakeError, MessageIntake, PolicyHandle, Receipt, SessionConfig, SessionLimits,
+    StoredBody,
+};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+/// Stores accepted messages as files.
+struct MailDrop {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+struct DropFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: Vec<u8>,
+    size: u64,
+}
+
+#[async_trait::async_trait]
+impl BodySink for DropFile {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+        self.size += chunk.len() as u64;
+        // The digest only names the message in the session log; a dev sink keeps it
+        // simple and hashes the first 64 KiB.
+        if self.hasher.len() < 64 * 1024 {
+            self.hasher.extend_from_slice(chunk);
+        }
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<StoredBody, IntakeError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        info!(path = %self.path.display(), "dev_primary_body_stored");
+        Ok(StoredBody {
+            digest: BodyDigest::of(&self.hasher),
+            size: self.size,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageIntake for MailDrop {
+    async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = self.dir.join(format!("{n}.eml"));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        Ok(Box::new(DropFile {
+            path,
+            file,
+            hasher: Vec::new(),
+            size: 0,
+        }))
+    }
+
+    async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError> {
+        let n = self.next.load(Ordering::Relaxed);
+        info!(
+            from = %envelope.sender,
+            to = %envelope.recipients.join(","),
+            message_id = envelope.message_id.as_deref().unwrap_or(""),
+            size = body.size,
+            file = %self.dir.join(format!("{n}.eml")).display(),
+            "dev_primary_received"
+        );
+        Ok(Receipt {
+            id: QueueId(n),
+            duplicate: false,
+        })
+    }
+}
+
+/// Starts the built-in primary on an ephemeral loopback port, accepting mail for
+/// `domains`; returns its address.
+pub async fn start(
+    dir: PathBuf,
+    domains: &[String],
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<SocketAddr> {
+    tokio::fs::create_dir_all(&dir).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let policy = RelayPolicy::new(
+        domains
+            .iter()
+            .map(|d| (d.to_ascii_lowercase(), RecipientRule::CatchAll))
+            .collect(),
+    );
+    let session = Arc::new(SessionConfig {
+        hostname: "primary.mxfleet.dev".into(),
+        limits: SessionLimits::default(),
+        bare_line_endings: BareLineEndings::Reject,
+        tls: None,
+        policy: Arc::new(PolicyHandle::new(policy)),
+        etrn_networks: Vec::new(),
+    });
+    let intake = Arc::new(MailDrop {
+        dir,
+        next: AtomicU64::new(0),
+    });
+    tracker.spawn(mxfleet_smtp::listener::serve(
+        listener,
+        session,
+        ConnectionLimits::default(),
+        intake,
+        shutdown,
+        tracker.clone(),
+    ));
+    Ok(addr)
+}
