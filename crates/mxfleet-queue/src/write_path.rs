@@ -270,8 +270,34 @@ impl Queue {
             write: encode(write).map_err(|e| LocalWriteError::Refused(e.to_string()))?,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let reply = tokio::time::timeout(remaining, client.forward(request))
-            .await
+        // A leader that stops answering (stopped, partitioned) is replaced by an
+        // election; stop waiting for it then and retry with the new one, instead of
+        // holding the write until the deadline. Every write is safe to repeat (enqueue
+        // is deduplicated, outcomes are fenced by their token, the rest idempotent).
+        let mut metrics = self.core.raft.metrics();
+        let leader_replaced = async move {
+            loop {
+                if metrics
+                    .borrow_watched()
+                    .current_leader
+                    .is_some_and(|l| l != leader)
+                {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let reply = tokio::select! {
+            reply = tokio::time::timeout(remaining, client.forward(request)) => reply,
+            _ = leader_replaced => {
+                return Err(LocalWriteError::NoQuorum(format!(
+                    "leader {leader} was replaced while the write was forwarded"
+                )));
+            }
+        };
+        let reply = reply
             .map_err(|_| {
                 LocalWriteError::NoQuorum(format!("leader {leader} did not answer in time"))
             })?

@@ -154,6 +154,11 @@ pub struct SinkMessage {
     /// Received inside STARTTLS.
     pub tls: bool,
     pub message_id: Option<String>,
+    /// The connecting client's address (tells fleet nodes apart when each binds its
+    /// own source address).
+    pub client: SocketAddr,
+    /// When the final dot arrived.
+    pub received_at: std::time::Instant,
 }
 
 /// Recorded results and the script; shared by the handle and every session, and kept
@@ -381,7 +386,7 @@ impl SinkMx {
                 debug!(%peer, "sink_connection_accepted");
                 let (shared, shutdown) = (Arc::clone(&shared), shutdown.clone());
                 tracker.spawn(async move {
-                    let session = Session::new(stream, shared);
+                    let session = Session::new(stream, peer, shared);
                     tokio::select! {
                         _ = session.run() => {}
                         _ = shutdown.cancelled() => {}
@@ -448,6 +453,7 @@ struct Transaction {
 struct Session {
     /// `None` only while STARTTLS swaps the stream.
     io: Option<Box<dyn SinkStream>>,
+    peer: SocketAddr,
     input: Vec<u8>,
     shared: Arc<Shared>,
     tls: bool,
@@ -457,9 +463,10 @@ struct Session {
 }
 
 impl Session {
-    fn new(stream: TcpStream, shared: Arc<Shared>) -> Self {
+    fn new(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Self {
         Session {
             io: Some(Box::new(stream)),
+            peer,
             input: Vec::new(),
             shared,
             tls: false,
@@ -627,6 +634,8 @@ impl Session {
             message_id: message_id(&data),
             data,
             tls: self.tls,
+            client: self.peer,
+            received_at: std::time::Instant::now(),
         };
         let accepted = "250 2.0.0 Ok: queued".to_string();
         let (reply, delay) = match self.behavior().data_end {

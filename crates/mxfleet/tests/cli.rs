@@ -1,123 +1,11 @@
 //! The `mxfleet` binary as an operator runs it: real processes, real signals, exit
 //! codes that mean something.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+mod common;
+
 use std::time::{Duration, Instant};
 
-fn mxfleet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mxfleet"))
-}
-
-/// A running `mxfleet` with its output lines arriving on channels.
-struct Running {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Running {
-    fn start(command: &mut Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
-            .spawn()
-            .expect("mxfleet starts");
-        let stdout = lines(child.stdout.take().expect("piped"));
-        let stderr = lines(child.stderr.take().expect("piped"));
-        Running {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Waits until a line containing `needle` arrives on `which`; returns every line
-    /// seen until then.
-    fn wait_for_line(
-        &self,
-        which: &Receiver<String>,
-        needle: &str,
-        deadline: Duration,
-    ) -> Vec<String> {
-        let until = Instant::now() + deadline;
-        let mut seen = Vec::new();
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match which.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    seen.push(line);
-                    if found {
-                        return seen;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "no line with {needle:?} within {deadline:?}; saw:\n{}",
-                        seen.join("\n")
-                    )
-                }
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, deadline: Duration) -> i32 {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                return status.code().expect("exited, not killed by a signal");
-            }
-            if Instant::now() >= until {
-                let _ = self.child.kill();
-                panic!("mxfleet did not exit within {deadline:?}");
-            }
-            // Polling a child process: a short pause between checks, not a wait for an event.
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    /// A failing test must not leave a daemon behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn lines(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(source).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use common::{Running, free_port, mxfleet, smtp_exchange};
 
 #[test]
 fn an_invalid_config_lists_every_problem_with_its_key_and_exits_64() {
@@ -183,22 +71,6 @@ fn an_unknown_key_is_refused_with_its_path() {
         stderr.contains("node.mystery") || stderr.contains("mystery"),
         "{stderr}"
     );
-}
-
-/// One SMTP exchange over a plain socket: returns the server's replies.
-fn smtp_exchange(port: u16, recipient: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("smtp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let script = format!(
-        "EHLO cli.test\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<{recipient}>\r\nDATA\r\nSubject: cli\r\n\r\nhello\r\n.\r\nQUIT\r\n"
-    );
-    stream.write_all(script.as_bytes()).unwrap();
-    let mut replies = String::new();
-    stream.read_to_string(&mut replies).unwrap();
-    replies
 }
 
 #[test]

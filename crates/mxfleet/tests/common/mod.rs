@@ -1,0 +1,138 @@
+//! Shared helpers for the binary's tests: run `mxfleet` as a child process with its
+//! output lines on channels, free ports, and a one-shot SMTP exchange.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+pub fn mxfleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mxfleet"))
+}
+
+/// A running `mxfleet` with its output lines arriving on channels.
+pub struct Running {
+    pub child: Child,
+    pub stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+}
+
+impl Running {
+    pub fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("mxfleet starts");
+        let stdout = lines(child.stdout.take().expect("piped"));
+        let stderr = lines(child.stderr.take().expect("piped"));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until a line containing `needle` arrives on `which`; returns every line
+    /// seen until then.
+    pub fn wait_for_line(
+        &self,
+        which: &Receiver<String>,
+        needle: &str,
+        deadline: Duration,
+    ) -> Vec<String> {
+        let until = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match which.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no line with {needle:?} within {deadline:?}; saw:\n{}",
+                        seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, deadline: Duration) -> i32 {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status.code().expect("exited, not killed by a signal");
+            }
+            if Instant::now() >= until {
+                let _ = self.child.kill();
+                panic!("mxfleet did not exit within {deadline:?}");
+            }
+            // Polling a child process: a short pause between checks, not a wait for an event.
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A failing test must not leave a daemon behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn lines(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One SMTP exchange over a plain socket: returns the server's replies.
+pub fn smtp_exchange(port: u16, recipient: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("smtp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let script = format!(
+        "EHLO cli.test\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<{recipient}>\r\nDATA\r\nSubject: cli\r\n\r\nhello\r\n.\r\nQUIT\r\n"
+    );
+    stream.write_all(script.as_bytes()).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    replies
+}
