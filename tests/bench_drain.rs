@@ -252,6 +252,8 @@ fn report(name: &str, messages: usize, runs: &[Drain]) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // Quiet unless RUST_LOG asks for more (e.g. RUST_LOG=mxfleet_delivery=info).
+    mxfleet_testkit::init_test_logging();
     let options = options();
     println!(
         "drain of {} messages x {} bytes, {} runs; TMPDIR={}",

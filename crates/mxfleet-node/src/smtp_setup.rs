@@ -85,7 +85,7 @@ pub fn smtp_service(config: &NodeConfig) -> Result<SmtpService, SmtpSetupError> 
         },
         tls,
         policy: Arc::new(PolicyHandle::new(relay_policy(config)?)),
-        etrn_networks: Vec::new(),
+        etrn_networks: smtp.etrn_networks.clone(),
     };
     Ok(SmtpService {
         listen: smtp.listen,

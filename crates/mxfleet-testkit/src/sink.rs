@@ -382,6 +382,9 @@ impl SinkMx {
                 let Ok((stream, peer)) = accepted else {
                     continue;
                 };
+                // Replies to pipelined commands go out as separate small writes; without
+                // this, Nagle holds each one back until the client's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 shared.state().connections += 1;
                 debug!(%peer, "sink_connection_accepted");
                 let (shared, shutdown) = (Arc::clone(&shared), shutdown.clone());

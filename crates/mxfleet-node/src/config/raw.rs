@@ -118,6 +118,7 @@ pub(crate) struct RawSmtp {
     /// error reported alongside the others.
     pub bare_line_endings: Option<String>,
     pub tls_certificates: Vec<RawTlsCertificate>,
+    pub etrn_networks: Vec<String>,
 }
 
 /// One `smtp.tls_certificates` entry.

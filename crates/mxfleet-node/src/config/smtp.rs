@@ -56,6 +56,9 @@ pub struct SmtpConfig {
     /// STARTTLS is offered only if this is not empty (Postfix `smtpd_tls_chain_files`).
     /// The first entry is served to clients that send no SNI name, or one no entry lists.
     pub tls_certificates: Vec<TlsCertificateConfig>,
+    /// Clients allowed to use ETRN (RFC 1985), e.g. the primary's network; empty
+    /// refuses ETRN to everyone (Postfix `smtpd_etrn_restrictions`).
+    pub etrn_networks: Vec<mxfleet_smtp::policy::IpNetwork>,
 }
 
 /// What to do with a bare CR or LF in message data (Postfix
@@ -112,6 +115,7 @@ impl SmtpConfig {
             client_connection_count_limit: DEFAULT_CLIENT_CONNECTION_COUNT_LIMIT,
             bare_line_endings: BareLineEndingsSetting::Reject,
             tls_certificates: Vec::new(),
+            etrn_networks: Vec::new(),
         }
     }
 }
@@ -131,6 +135,7 @@ pub(super) struct SmtpDraft {
     client_connection_count_limit: Option<usize>,
     bare_line_endings: Option<BareLineEndingsSetting>,
     tls_certificates: Option<Vec<TlsCertificateConfig>>,
+    etrn_networks: Option<Vec<mxfleet_smtp::policy::IpNetwork>>,
 }
 
 impl SmtpDraft {
@@ -154,6 +159,7 @@ impl SmtpDraft {
             client_connection_count_limit: self.client_connection_count_limit?,
             bare_line_endings: self.bare_line_endings?,
             tls_certificates: self.tls_certificates?,
+            etrn_networks: self.etrn_networks?,
         })
     }
 }
@@ -230,6 +236,7 @@ pub(super) fn check_smtp(
         per_client_limit(report, raw.client_connection_count_limit, max_connections);
     let bare_line_endings = bare_line_endings(report, raw.bare_line_endings);
     let tls_certificates = tls_certificates(report, raw.tls_certificates, checks);
+    let etrn_networks = etrn_networks(report, raw.etrn_networks);
     SmtpDraft {
         listen,
         hostname,
@@ -243,7 +250,29 @@ pub(super) fn check_smtp(
         client_connection_count_limit,
         bare_line_endings,
         tls_certificates,
+        etrn_networks,
     }
+}
+
+fn etrn_networks(
+    report: &mut ErrorReport,
+    raw: Vec<String>,
+) -> Option<Vec<mxfleet_smtp::policy::IpNetwork>> {
+    let mut networks = Vec::with_capacity(raw.len());
+    let mut valid = true;
+    for (index, text) in raw.iter().enumerate() {
+        match text.parse() {
+            Ok(network) => networks.push(network),
+            Err(problem) => {
+                report.push(
+                    format!("smtp.etrn_networks[{index}]"),
+                    format!("{problem}; write a network such as \"192.0.2.0/24\""),
+                );
+                valid = false;
+            }
+        }
+    }
+    valid.then_some(networks)
 }
 
 /// The one message size limit of the node, from whichever of `queue.max_message_size`

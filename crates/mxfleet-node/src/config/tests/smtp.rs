@@ -61,7 +61,8 @@ bare_line_endings = "normalize"
 tls_certificates = [
   { cert = "/etc/mxfleet/tls/rsa.crt", key = "/etc/mxfleet/tls/rsa.key", names = ["MX.example.net", "*.Example.org"] },
   { cert = "/etc/mxfleet/tls/other.crt", key = "/etc/mxfleet/tls/other.key", names = ["mx.example.com."] },
-]"#,
+]
+etrn_networks = ["192.0.2.0/24"]"#,
     ));
     assert_eq!(
         config.smtp,
@@ -89,6 +90,7 @@ tls_certificates = [
                     names: vec!["mx.example.com".to_owned()],
                 },
             ],
+            etrn_networks: vec!["192.0.2.0/24".parse().unwrap()],
         }
     );
     // The queue stores what SMTP accepts.
@@ -246,6 +248,16 @@ fn each_rule_is_reported_with_its_key_path() {
             ),
             "smtp.tls_certificates[0].names[1]",
             "already listed earlier in this list",
+        ),
+        (
+            r#"etrn_networks = ["192.0.2.0/24", "10.0.0.0/40"]"#.to_owned(),
+            "smtp.etrn_networks[1]",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            r#"etrn_networks = ["primary.example.org"]"#.to_owned(),
+            "smtp.etrn_networks[0]",
+            "not an IP address or network",
         ),
     ];
     for (smtp, key, words) in cases {
@@ -432,4 +444,17 @@ fn tls_files_must_exist_unless_checks_are_skipped() {
 
     let config = accepted(&text);
     assert_eq!(config.smtp.tls_certificates[0].key, missing_key);
+}
+
+#[test]
+fn etrn_networks_are_parsed_in_cidr_notation() {
+    let config = accepted(&with_smtp(
+        r#"etrn_networks = ["192.0.2.0/24", "2001:db8::1"]"#,
+    ));
+    let networks = &config.smtp.etrn_networks;
+    assert_eq!(networks.len(), 2);
+    assert!(networks[0].contains("192.0.2.9".parse().unwrap()));
+    assert!(networks[1].contains("2001:db8::1".parse().unwrap()));
+    assert!(!networks[1].contains("2001:db8::2".parse().unwrap()));
+    assert!(SmtpConfig::default_for("mx").etrn_networks.is_empty());
 }
