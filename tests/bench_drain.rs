@@ -167,6 +167,7 @@ async fn run_mxfleet(messages: usize, size: usize) -> Drain {
     sink.restart().await;
     let drain = watch_drain(&sink, messages, Instant::now()).await;
     fleet.stop_all().await;
+    sink.stop().await;
     drain
 }
 
@@ -221,6 +222,8 @@ async fn run_postfix(options: &Options, flush: bool) -> Drain {
     }
     let drain = watch_drain(&sink, options.messages, since).await;
     script(options, &["stop"]);
+    // Release the fixed primary port before the next run binds it again.
+    sink.stop().await;
     drain
 }
 

@@ -55,7 +55,7 @@ impl DeliveryOwner {
             while let Some(work) = next.take() {
                 sent += 1;
                 let usable = self
-                    .deliver_one(&mut connection, work, destination, &policy, setup)
+                    .deliver_one(&mut connection, work, destination, setup)
                     .await;
                 if !usable || self.cancel.is_cancelled() {
                     break;
@@ -164,7 +164,6 @@ impl DeliveryOwner {
         connection: &mut SmtpConnection,
         work: Work,
         destination: &str,
-        policy: &DestinationPolicy,
         setup: Duration,
     ) -> bool {
         let id = work.entry.id;
@@ -219,7 +218,6 @@ impl DeliveryOwner {
         let transmission = started.elapsed();
         let (results, lost_after_dot) = outcomes_of(&recipients, &result);
         let usable = connection.is_usable();
-        let _ = policy;
         self.finish(
             work,
             Some(relay),

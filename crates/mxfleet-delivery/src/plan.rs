@@ -170,7 +170,130 @@ pub fn split_work(
 
 #[cfg(test)]
 mod tests {
+    use mxfleet_core::{
+        AttemptReport, BodyDigest, Command, DedupKey, Envelope, OutcomeStatus, RecipientOutcome,
+    };
+
     use super::*;
+
+    const SECOND: u64 = 1000;
+
+    /// A state with one message (id 1) to example.org, received at t=0.
+    fn one_message() -> QueueState {
+        let mut state = QueueState::default();
+        let envelope = Envelope {
+            sender: "s@client.example".into(),
+            recipients: vec!["r@example.org".into()],
+            message_id: Some("<m@client.example>".into()),
+            trace: None,
+        };
+        let body = BodyDigest::of(b"body");
+        state.apply(
+            1,
+            &Command::Enqueue {
+                dedup_key: DedupKey::derive(None, &envelope.sender, &envelope.recipients, &body),
+                envelope,
+                body,
+                size: 4,
+                received_at: UnixMillis(0),
+                accepted_by: 1,
+                body_holders: vec![1, 2],
+                dedup_window_ms: 1,
+            },
+        );
+        state
+    }
+
+    fn due_at(state: &QueueState, now: u64, deferred_scan: bool) -> Vec<QueueId> {
+        collect_work(
+            state,
+            UnixMillis(now),
+            &LeaseTiming::default(),
+            deferred_scan,
+        )
+        .get("example.org")
+        .map(|w| w.due.clone())
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_retry_schedule_follows_backoff_scans_and_releases() {
+        let timing = LeaseTiming::default();
+        let mut state = one_message();
+        // New mail is due at once, without waiting for a deferred-queue scan.
+        assert_eq!(due_at(&state, 0, false), vec![QueueId(1)]);
+        // Assigned at t=0: in flight until the lease (30 s) plus the drift bound (2 s).
+        state.apply(
+            2,
+            &Command::Assign {
+                ids: vec![QueueId(1)],
+                owner: 2,
+                now: UnixMillis(0),
+                lease_until: timing.lease_until(UnixMillis(0)),
+                connections: 1,
+            },
+        );
+        assert!(due_at(&state, 31 * SECOND, true).is_empty());
+        // Deferred at t=1s until t=61s.
+        state.apply(
+            3,
+            &Command::Attempted {
+                reports: vec![AttemptReport {
+                    id: QueueId(1),
+                    token: 2,
+                    at: UnixMillis(SECOND),
+                    relay: None,
+                    results: vec![RecipientOutcome {
+                        recipient: "r@example.org".into(),
+                        status: OutcomeStatus::Deferred,
+                        reply: "451 4.3.0 later".into(),
+                    }],
+                    next_attempt_at: UnixMillis(61 * SECOND),
+                    lost_after_dot: false,
+                }],
+            },
+        );
+        assert!(
+            due_at(&state, 60 * SECOND, true).is_empty(),
+            "backoff not over"
+        );
+        assert!(
+            due_at(&state, 61 * SECOND, false).is_empty(),
+            "backoff over, but deferred mail waits for the queue scan"
+        );
+        assert_eq!(due_at(&state, 61 * SECOND, true), vec![QueueId(1)]);
+        // A probe that finds the destination up releases it before its backoff ends.
+        state.apply(
+            4,
+            &Command::Reachability {
+                node: 3,
+                destination: "example.org".into(),
+                reachable: true,
+                at: UnixMillis(5 * SECOND),
+                detail: "probe".into(),
+            },
+        );
+        assert_eq!(due_at(&state, 5 * SECOND, false), vec![QueueId(1)]);
+    }
+
+    #[test]
+    fn a_lapsed_lease_becomes_due_only_after_the_drift_bound() {
+        let timing = LeaseTiming::default();
+        let mut state = one_message();
+        state.apply(
+            2,
+            &Command::Assign {
+                ids: vec![QueueId(1)],
+                owner: 2,
+                now: UnixMillis(0),
+                lease_until: timing.lease_until(UnixMillis(0)),
+                connections: 1,
+            },
+        );
+        let work = collect_work(&state, UnixMillis(31 * SECOND), &timing, false);
+        assert_eq!(work["example.org"].in_flight.get(&2), Some(&1));
+        assert_eq!(due_at(&state, 32 * SECOND, false), vec![QueueId(1)]);
+    }
 
     fn work(due: u64, in_flight: &[(NodeId, usize)], unreachable: &[NodeId]) -> DestinationWork {
         DestinationWork {
