@@ -44,6 +44,19 @@ pub enum Command {
         leases: Vec<(QueueId, u64)>,
         lease_until: UnixMillis,
     },
+    /// A node's delivery starts (`delivering`) or stops cleanly: a stopped one gets no
+    /// new assignments.
+    OwnerAvailability {
+        node: NodeId,
+        delivering: bool,
+        at: UnixMillis,
+    },
+    /// A stopping owner hands back assignments it never started: they are due again
+    /// at once, without waiting for their leases to run out.
+    ReturnLeases {
+        leases: Vec<(QueueId, u64)>,
+        at: UnixMillis,
+    },
     /// Owners report attempts, several at once (one Raft entry per batch).
     Attempted {
         reports: Vec<AttemptReport>,
@@ -95,6 +108,8 @@ impl Command {
             Command::Enqueue { .. } => "enqueue",
             Command::Assign { .. } => "assign",
             Command::RenewLease { .. } => "renew_lease",
+            Command::OwnerAvailability { .. } => "owner_availability",
+            Command::ReturnLeases { .. } => "return_leases",
             Command::Attempted { .. } => "attempted",
             Command::Notified { .. } => "notified",
             Command::Reachability { .. } => "reachability",
@@ -122,6 +137,10 @@ impl std::fmt::Display for Command {
                 write!(f, "assign({} messages to {owner})", ids.len())
             }
             Command::RenewLease { leases, .. } => write!(f, "renew_lease({})", leases.len()),
+            Command::OwnerAvailability {
+                node, delivering, ..
+            } => write!(f, "owner_availability({node}: {delivering})"),
+            Command::ReturnLeases { leases, .. } => write!(f, "return_leases({})", leases.len()),
             Command::Attempted { reports } => write!(f, "attempted({})", reports.len()),
             Command::Notified { id, kind, .. } => write!(f, "notified({id} {kind:?})"),
             Command::Reachability {

@@ -3,7 +3,7 @@
 //! fleet knows about each destination (`DestinationState`: which nodes can reach it,
 //! and when it was last released for immediate delivery).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,9 @@ pub struct FleetState {
     pub lost_after_dot: u64,
     /// Outcomes refused for a stale fencing token.
     pub stale_outcomes: u64,
+    /// Nodes whose delivery stopped cleanly (shutdown, maintenance): the leader gives
+    /// them no work until they say they deliver again.
+    pub owners_stopped: BTreeSet<NodeId>,
 }
 
 impl FleetState {

@@ -76,6 +76,11 @@ pub enum HistoryEvent {
         next_attempt_at: Option<UnixMillis>,
         lost_after_dot: bool,
     },
+    /// The owner handed the assignment back unstarted (it was stopping).
+    Returned {
+        at: UnixMillis,
+        token: u64,
+    },
     /// A DSN about this message was enqueued (`dsn`), or none was due (null sender).
     Notified {
         at: UnixMillis,

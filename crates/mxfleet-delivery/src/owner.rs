@@ -95,6 +95,7 @@ impl DeliveryOwner {
             tracker: tracker.clone(),
             cancel,
         });
+        tracker.spawn(owner.clone().announce_delivering());
         tracker.spawn(owner.clone().scan_loop());
         tracker.spawn(owner.clone().commit_loop(incoming));
         tracker.spawn(owner.clone().renew_loop());
@@ -132,6 +133,32 @@ impl DeliveryOwner {
     /// The monotonic instant matching the last moment `lease_until` allows a dot.
     fn dot_deadline_for(&self, lease_until: UnixMillis, now: UnixMillis) -> Instant {
         Instant::now() + self.config.lease.delivery_window(lease_until, now)
+    }
+
+    /// If the fleet has this node down as stopped (a clean stop earlier), says that it
+    /// delivers again, retrying until that commits or the node stops.
+    async fn announce_delivering(self: Arc<Self>) {
+        let me = self.queue.node_id();
+        loop {
+            let stopped = self
+                .queue
+                .read_state(|state| state.fleet.owners_stopped.contains(&me))
+                .unwrap_or(true);
+            if !stopped {
+                return;
+            }
+            match self.queue.set_delivering(true).await {
+                Ok(()) => {
+                    info!(node_id = me, "delivery_owner_available");
+                    return;
+                }
+                Err(e) => debug!(cause = %e, "delivery_owner_available_retry"),
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     async fn scan_loop(self: Arc<Self>) {
@@ -257,7 +284,10 @@ impl DeliveryOwner {
             queue.workers = queue.workers.saturating_sub(1);
             // Work that arrived after the worker looked last would otherwise wait for
             // the next scan to notice; a worker stays if any is waiting.
-            if !queue.pending.is_empty() && queue.workers < queue.connections {
+            if !queue.pending.is_empty()
+                && queue.workers < queue.connections
+                && !self.cancel.is_cancelled()
+            {
                 queue.workers += 1;
                 true
             } else {
@@ -267,7 +297,7 @@ impl DeliveryOwner {
                 false
             }
         };
-        if respawn && !self.cancel.is_cancelled() {
+        if respawn {
             let owner = self.clone();
             let destination = destination.to_string();
             self.tracker.spawn(async move {
@@ -304,7 +334,12 @@ impl DeliveryOwner {
                 _ = self.cancel.cancelled() => break,
             }
         }
-        // Shutdown: workers finish the message in hand; commit every outcome they
+        // Stop: first ask for no more work, so that nothing is assigned here while
+        // the rest of the node is still up and answering heartbeats.
+        if let Err(e) = self.queue.set_delivering(false).await {
+            warn!(cause = %e, "delivery_owner_stop_not_announced");
+        }
+        // Workers finish the message in hand; commit every outcome they
         // report until the last one is gone, so that nothing delivered is left
         // uncommitted (which would make its next owner deliver it again).
         loop {
@@ -315,11 +350,57 @@ impl DeliveryOwner {
             )
             .await
             {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(_) => self.commit(std::mem::take(&mut batch)).await,
-                Err(_) if workers == 0 => return,
+                Err(_) if workers == 0 => break,
                 Err(_) => {}
             }
+        }
+        self.return_unstarted().await;
+    }
+
+    /// Hands back every assignment this node holds and never started (waiting in a
+    /// destination queue, or assigned after the scan loop stopped), so that the leader
+    /// gives it to another node now instead of when its lease runs out. Work that was
+    /// attempted but whose outcome did not commit is left to lapse: the primary may
+    /// have it, and the lapse is what counts that.
+    async fn return_unstarted(&self) {
+        let me = self.queue.node_id();
+        let assigned: Vec<(QueueId, u64)> = self
+            .queue
+            .read_state(|state| {
+                state
+                    .entries
+                    .values()
+                    .filter(|e| e.state == MessageState::Queued)
+                    .filter_map(|e| {
+                        e.assignment
+                            .filter(|a| a.owner == me)
+                            .map(|a| (e.id, a.token))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let leases: Vec<(QueueId, u64)> = {
+            let mut book = self.book();
+            let unstarted: Vec<(QueueId, u64)> = assigned
+                .into_iter()
+                .filter(|(id, token)| {
+                    !book.started.contains(&(*id, *token))
+                        || book.in_flight.get(id).is_some_and(|f| f.token == *token)
+                })
+                .collect();
+            book.destinations.clear();
+            book.in_flight.clear();
+            unstarted
+        };
+        if leases.is_empty() {
+            return;
+        }
+        let count = leases.len();
+        match self.queue.return_leases(leases).await {
+            Ok(_) => info!(count, "delivery_assignments_returned"),
+            Err(e) => warn!(count, cause = %e, "delivery_assignments_not_returned"),
         }
     }
 

@@ -77,6 +77,11 @@ impl Scheduler {
             .collect();
         live.push(contact.node_id);
         live.sort_unstable();
+        let stopped = self
+            .queue
+            .read_state(|state| state.fleet.owners_stopped.clone())
+            .unwrap_or_default();
+        live.retain(|node| !stopped.contains(node));
 
         let mono = Instant::now();
         let deferred_scan = self

@@ -131,6 +131,28 @@ impl Queue {
         )
     }
 
+    /// Tells the fleet whether this node's delivery runs (`false` before a clean stop:
+    /// the leader then assigns it nothing).
+    pub async fn set_delivering(&self, delivering: bool) -> Result<(), QueueError> {
+        let at = self.now();
+        self.command_done(Command::OwnerAvailability {
+            node: self.node_id(),
+            delivering,
+            at,
+        })
+        .await
+    }
+
+    /// Hands back assignments this node will not start (it is stopping). Returns the
+    /// refused (stale) ones.
+    pub async fn return_leases(
+        &self,
+        leases: Vec<(QueueId, u64)>,
+    ) -> Result<Vec<Rejection>, QueueError> {
+        let at = self.now();
+        batch(self.command(Command::ReturnLeases { leases, at }).await?)
+    }
+
     /// Records attempt outcomes. Returns the refused (stale-token) ones.
     pub async fn record_attempts(
         &self,

@@ -86,6 +86,24 @@ impl QueueState {
         Applied::new(Response::Batch { rejected }, changes)
     }
 
+    pub(super) fn apply_return(&mut self, leases: &[(QueueId, u64)], at: UnixMillis) -> Applied {
+        let mut rejected = Vec::new();
+        let mut changes = Vec::with_capacity(leases.len());
+        for (id, token) in leases {
+            match self.current_assignment(*id, *token) {
+                Ok(entry) => {
+                    entry.assignment = None;
+                    entry
+                        .history
+                        .push(HistoryEvent::Returned { at, token: *token });
+                    changes.push(Change::Entry(*id));
+                }
+                Err(rejection) => rejected.push(rejection),
+            }
+        }
+        Applied::new(Response::Batch { rejected }, changes)
+    }
+
     pub(super) fn apply_attempts(&mut self, index: u64, reports: &[AttemptReport]) -> Applied {
         let mut rejected = Vec::new();
         let mut changes = Vec::with_capacity(reports.len() + 1);

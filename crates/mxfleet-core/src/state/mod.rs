@@ -157,6 +157,17 @@ impl QueueState {
                 leases,
                 lease_until,
             } => self.apply_renew(leases, *lease_until),
+            Command::OwnerAvailability {
+                node, delivering, ..
+            } => {
+                if *delivering {
+                    self.fleet.owners_stopped.remove(node);
+                } else {
+                    self.fleet.owners_stopped.insert(*node);
+                }
+                Applied::new(Response::Done, vec![Change::Fleet])
+            }
+            Command::ReturnLeases { leases, at } => self.apply_return(leases, *at),
             Command::Attempted { reports } => self.apply_attempts(index, reports),
             Command::Notified { id, kind, dsn, at } => self.apply_notified(*id, *kind, *dsn, *at),
             Command::Reachability {

@@ -505,3 +505,33 @@ fn state_round_trips_through_postcard() {
     let back: QueueState = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(back, state);
 }
+
+#[test]
+fn a_returned_assignment_is_free_at_once_and_not_counted_as_lapsed() {
+    let mut state = QueueState::default();
+    let responses = run(
+        &mut state,
+        &[
+            enqueue("<a@x>", 1, 1),
+            assign(1, 7, 10, 100_000),
+            Command::ReturnLeases {
+                leases: vec![(QueueId(1), 2), (QueueId(1), 2)],
+                at: UnixMillis(20),
+            },
+            assign(1, 8, 30, 100_000),
+        ],
+    );
+    assert_eq!(
+        responses[2],
+        Response::Batch {
+            rejected: vec![Rejection::StaleToken {
+                id: QueueId(1),
+                token: 2,
+                current: None
+            }]
+        },
+        "the second return of the same token is stale"
+    );
+    assert_eq!(responses[3], assigned(4, &[1]));
+    assert_eq!(state.fleet.lapsed_reassignments, 0);
+}
