@@ -179,17 +179,7 @@ async fn a_new_node_catches_up_from_a_snapshot_and_pulls_bodies() {
         Arc::new(|config: &mut QueueConfig| config.snapshot_every = 20),
     )
     .await;
-    let mut acknowledged = BTreeSet::new();
-    for n in 0..60 {
-        acknowledged.insert(
-            cluster
-                .queue(1)
-                .enqueue_bytes(envelope(n), &body(n))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
+    let acknowledged = enqueue_numbered(&cluster, 0..60).await;
     let leader = cluster.wait_for_leader().await;
     // The leader has snapshotted and purged the start of its log, so a newcomer cannot
     // be brought up from the log alone.
@@ -421,17 +411,7 @@ async fn a_node_whose_sled_state_is_lost_rebuilds_it_from_snapshot_and_log() {
         Arc::new(|config: &mut QueueConfig| config.snapshot_every = 20),
     )
     .await;
-    let mut acknowledged = BTreeSet::new();
-    for n in 0..45 {
-        acknowledged.insert(
-            cluster
-                .queue(1)
-                .enqueue_bytes(envelope(n), &body(n))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
+    let mut acknowledged = enqueue_numbered(&cluster, 0..45).await;
     let victim = 3;
     wait_for_entries(&cluster, victim, &acknowledged).await;
     wait_for(
@@ -489,4 +469,23 @@ async fn report_delivered(queue: &Queue, id: QueueId, token: u64) -> Vec<Rejecti
         }])
         .await
         .unwrap()
+}
+
+/// Enqueues messages `numbers` through node 1, one after another; returns their ids.
+async fn enqueue_numbered(
+    cluster: &QueueCluster,
+    numbers: std::ops::Range<usize>,
+) -> BTreeSet<QueueId> {
+    let mut acknowledged = BTreeSet::new();
+    for n in numbers {
+        acknowledged.insert(
+            cluster
+                .queue(1)
+                .enqueue_bytes(envelope(n), &body(n))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    acknowledged
 }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mxfleet_core::{AttemptReport, OutcomeStatus, QueueEntry, RecipientOutcome, destination_of};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tracing::{info, warn};
 
 use crate::client::{ClientError, ClientOptions, OutgoingMessage, SendOutcome, SmtpConnection};
@@ -258,11 +256,10 @@ impl DeliveryOwner {
                 );
             }
         }
-        let mut rng = StdRng::from_os_rng();
         let delay = self
             .config
             .backoff
-            .delay(entry.attempts.saturating_add(1), &mut rng);
+            .delay(entry.attempts.saturating_add(1), &mut rand::rng());
         let next_attempt_at = if results.is_empty() {
             // Only recipients of other destinations remain: they are due at once.
             now

@@ -49,12 +49,17 @@ impl Notifier {
                     if entry.owes_failure_dsn() {
                         return Some((entry.clone(), NotificationKind::Failure));
                     }
-                    let warn_after = config.policy(&entry.destination()).delay_warning?;
-                    let warning_due = entry.state == MessageState::Queued
+                    // Cheap checks first: this runs over every entry each round, and
+                    // only deferred, unwarned messages need their policy looked up.
+                    let may_warn = entry.state == MessageState::Queued
                         && !entry.delay_warned
                         && entry.last_attempt_at.is_some()
-                        && should_notify(&entry.envelope.sender)
-                        && now.0 >= entry.received_at.0 + warn_after.as_millis() as u64;
+                        && should_notify(&entry.envelope.sender);
+                    if !may_warn {
+                        return None;
+                    }
+                    let warn_after = config.policy(&entry.destination()).delay_warning?;
+                    let warning_due = now.0 >= entry.received_at.0 + warn_after.as_millis() as u64;
                     warning_due.then(|| (entry.clone(), NotificationKind::DelayWarning))
                 })
                 .take(MAX_PER_ROUND)

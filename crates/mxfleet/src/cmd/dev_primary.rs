@@ -3,10 +3,11 @@
 //! `<data dir>/primary/<n>.eml`, and logs `dev_primary_received`. It lets the dev
 //! cluster show the whole path: intake, replication, assignment, delivery.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mxfleet_core::{BodyDigest, Envelope, QueueId};
 use mxfleet_smtp::data::BareLineEndings;
@@ -21,28 +22,33 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-/// Stores accepted messages as files.
+/// Stores accepted messages as files, numbered in the order their DATA began.
 struct MailDrop {
     dir: PathBuf,
     next: AtomicU64,
+    /// Bodies being written, or written and not yet enqueued: handle → file number.
+    /// Several sessions write at once, so the handle is what ties `enqueue` to its
+    /// file. (A transaction aborted during DATA leaves its entry: a dev-only leak.)
+    pending: Mutex<HashMap<BodyDigest, u64>>,
 }
 
 struct DropFile {
+    number: u64,
     path: PathBuf,
     file: tokio::fs::File,
-    hasher: Vec<u8>,
     size: u64,
+}
+
+/// The handle of file `number`. The session only passes it back to `enqueue`, so it
+/// need not be a hash of the content; it must only be unique.
+fn handle(number: u64) -> BodyDigest {
+    BodyDigest::of(format!("dev-primary-file-{number}").as_bytes())
 }
 
 #[async_trait::async_trait]
 impl BodySink for DropFile {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
         self.size += chunk.len() as u64;
-        // The digest only names the message in the session log; a dev sink keeps it
-        // simple and hashes the first 64 KiB.
-        if self.hasher.len() < 64 * 1024 {
-            self.hasher.extend_from_slice(chunk);
-        }
         self.file
             .write_all(chunk)
             .await
@@ -56,7 +62,7 @@ impl BodySink for DropFile {
             .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
         info!(path = %self.path.display(), "dev_primary_body_stored");
         Ok(StoredBody {
-            digest: BodyDigest::of(&self.hasher),
+            digest: handle(self.number),
             size: self.size,
         })
     }
@@ -65,21 +71,30 @@ impl BodySink for DropFile {
 #[async_trait::async_trait]
 impl MessageIntake for MailDrop {
     async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let path = self.dir.join(format!("{n}.eml"));
+        let number = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = self.dir.join(format!("{number}.eml"));
         let file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(handle(number), number);
         Ok(Box::new(DropFile {
+            number,
             path,
             file,
-            hasher: Vec::new(),
             size: 0,
         }))
     }
 
     async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError> {
-        let n = self.next.load(Ordering::Relaxed);
+        let n = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&body.digest)
+            .ok_or_else(|| IntakeError::Unavailable("unknown body handle".into()))?;
         info!(
             from = %envelope.sender,
             to = %envelope.recipients.join(","),
@@ -123,6 +138,7 @@ pub async fn start(
     let intake = Arc::new(MailDrop {
         dir,
         next: AtomicU64::new(0),
+        pending: Mutex::new(HashMap::new()),
     });
     tracker.spawn(mxfleet_smtp::listener::serve(
         listener,
