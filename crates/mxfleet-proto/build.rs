@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["mxfleet/raft/v1/raft.proto"];
+    let files = ["mxfleet/raft/v1/raft.proto", "mxfleet/admin/v1/admin.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
         .bytes(".mxfleet.raft.v1.BlobChunk.data")
+        .bytes(".mxfleet.admin.v1.BodyChunk.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! mxfleet-proto: the gRPC wire types and service stubs generated from `proto/`.
 //!
 //! - [`raft::v1`]: the peer protocol (Raft RPCs, forwarding, blob side channel).
+//! - [`admin::v1`]: the operators' admin API (cluster status and membership, queue).
 //!
 //! Generated code only; conversions to domain types live with the crates that own them.
 
@@ -10,6 +11,15 @@ pub mod raft {
     pub mod v1 {
         #![allow(clippy::all, missing_docs)]
         tonic::include_proto!("mxfleet.raft.v1");
+    }
+}
+
+/// The admin API that `mxfleet cluster …` and `mxfleet queue …` call.
+pub mod admin {
+    /// Version 1 of the admin API.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("mxfleet.admin.v1");
     }
 }
 

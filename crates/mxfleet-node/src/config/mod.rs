@@ -33,6 +33,8 @@
 //! - `relay_domains`: stage 2 of `[[relay_domains]]`, [`RelayDomainConfig`].
 //! - `destination`: the per-destination delivery keys that `[delivery]` sets as defaults
 //!   and each relay domain may override (route, TLS, limits, lifetime, delay warnings).
+//! - `operations`: stage 2 of `[admin]` ([`AdminConfig`]: listener, TLS, tokens and
+//!   their permissions), `[metrics]` and `[log]`.
 //! - `fields`: stage-2 checks of single values (durations, sizes, counts, labels, files).
 //! - `host_port`: `host:port` addresses that peers dial, normalized for comparison.
 //! - `dns_name`: host names, domains and certificate names, normalized for comparison.
@@ -46,6 +48,7 @@ mod dns_name;
 mod error;
 mod fields;
 mod host_port;
+mod operations;
 mod peer;
 mod raw;
 mod relay_domains;
@@ -58,6 +61,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use operations::{AdminConfig, AdminPermission, AdminTls, AdminToken, LogFormat, TokenSecret};
 pub use peer::{PeerConfig, PeerTransport};
 pub use relay_domains::{RecipientSource, RelayDomainConfig};
 pub use smtp::{BareLineEndingsSetting, SmtpConfig, TlsCertificateConfig};

@@ -12,8 +12,9 @@
 //!
 //! Layout: [`RawConfig`] holds one struct per TOML table: [`RawNode`], [`RawPeer`],
 //! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`], [`RawQueue`], [`RawSmtp`]
-//! (with [`RawTlsCertificate`] entries), [`RawDelivery`], and the `[[relay_domains]]`
-//! array of [`RawRelayDomain`].
+//! (with [`RawTlsCertificate`] entries), [`RawDelivery`], the `[[relay_domains]]`
+//! array of [`RawRelayDomain`], [`RawAdmin`] (with [`RawAdminToken`] entries),
+//! [`RawMetrics`] and [`RawLog`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub(crate) struct RawConfig {
     pub smtp: RawSmtp,
     pub delivery: RawDelivery,
     pub relay_domains: Vec<RawRelayDomain>,
+    pub admin: RawAdmin,
+    pub metrics: RawMetrics,
+    pub log: RawLog,
 }
 
 /// `[node]`: who this member is and where it keeps its state.
@@ -197,6 +201,47 @@ pub(crate) struct RawRelayDomain {
     pub destination_rate: Option<u32>,
     pub maximal_queue_lifetime: Option<DurationText>,
     pub delay_warning_time: Option<DurationText>,
+}
+
+/// `[admin]`: the gRPC admin listener and its callers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [admin] table")]
+pub(crate) struct RawAdmin {
+    pub listen: Option<String>,
+    pub plaintext: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub client_cert_permissions: Option<Vec<String>>,
+    pub tokens: Vec<RawAdminToken>,
+}
+
+/// One `[[admin.tokens]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = r#"a token such as { name = "ops", secret_file = "/etc/mxfleet/admin.token", permissions = ["view", "queue"] }"#
+)]
+pub(crate) struct RawAdminToken {
+    pub name: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_sha256: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+/// `[metrics]`: the Prometheus listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [metrics] table")]
+pub(crate) struct RawMetrics {
+    pub listen: Option<String>,
+}
+
+/// `[log]`: how the node writes its log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [log] table")]
+pub(crate) struct RawLog {
+    pub format: Option<String>,
 }
 
 /// A duration as written, e.g. `"250ms"`; parsed with `humantime` in stage 2.

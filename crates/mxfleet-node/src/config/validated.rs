@@ -32,6 +32,7 @@ use super::fields::{
     non_zero_id, required, site_label,
 };
 use super::host_port::HostPort;
+use super::operations::{AdminConfig, LogFormat, check_operations};
 use super::peer::{Advertised, PeerConfig, check_peer};
 use super::raw::{RawConfig, RawMember, RawNode, RawQueue, RawRaft};
 use super::relay_domains::{RelayDomainConfig, check_relay_domains};
@@ -57,6 +58,12 @@ pub struct NodeConfig {
     pub dns_servers: Vec<SocketAddr>,
     /// `delivery.mx_port`: the port MX hosts are contacted on; 25 except in test fleets.
     pub mx_port: u16,
+    /// `[admin]`: the admin API, or `None` when `admin.listen` is not set.
+    pub admin: Option<AdminConfig>,
+    /// `metrics.listen`: where `/metrics` is served, or `None` for no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `log.format`.
+    pub log_format: LogFormat,
 }
 
 /// `[node]`: who this member is and where it keeps its state.
@@ -167,6 +174,7 @@ pub(crate) fn validate(
         checks,
         report,
     );
+    let operations = check_operations(raw.admin, raw.metrics, raw.log, checks, report);
 
     if !report.is_clean() {
         return None;
@@ -198,6 +206,9 @@ pub(crate) fn validate(
         delivery: delivery.delivery,
         dns_servers: delivery.dns_servers,
         mx_port: delivery.mx_port,
+        admin: operations.admin?,
+        metrics_listen: operations.metrics_listen?,
+        log_format: operations.log_format?,
     })
 }
 
