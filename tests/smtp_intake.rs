@@ -46,6 +46,7 @@ impl SmtpEndpoint {
             tls,
             policy: Arc::new(PolicyHandle::new(policy)),
             etrn_networks: Vec::new(),
+            metrics: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

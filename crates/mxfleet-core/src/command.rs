@@ -58,9 +58,7 @@ pub enum Command {
         at: UnixMillis,
     },
     /// Owners report attempts, several at once (one Raft entry per batch).
-    Attempted {
-        reports: Vec<AttemptReport>,
-    },
+    Attempted { reports: Vec<AttemptReport> },
     /// A DSN about message `id` was enqueued as `dsn` (or was not due: `None`).
     Notified {
         id: QueueId,
@@ -82,23 +80,26 @@ pub enum Command {
         destination: Option<String>,
         at: UnixMillis,
     },
-    /// Operator actions.
-    Hold {
-        id: QueueId,
+    /// An operator action on messages (`mxfleet queue hold|release|delete|requeue|bounce`),
+    /// several at once: a bulk action over 100k messages is a few hundred entries.
+    Operator {
+        action: OperatorAction,
+        ids: Vec<QueueId>,
         at: UnixMillis,
     },
-    Release {
-        id: QueueId,
+    /// Takes `node` out of service (`drained`: no SMTP intake, no delivery work) or
+    /// puts it back (`mxfleet cluster drain [--undo]`).
+    Drain {
+        node: NodeId,
+        drained: bool,
         at: UnixMillis,
     },
-    Delete {
-        id: QueueId,
-        at: UnixMillis,
-    },
+    /// Forgets finished messages (delivered, bounced, deleted) whose last event is
+    /// before `before` and that no dedup record names any more, so that the state does
+    /// not grow forever. Their bodies become orphans and are collected.
+    ForgetFinished { before: UnixMillis },
     /// Drops dedup records whose window ended at or before `now`.
-    ExpireDedup {
-        now: UnixMillis,
-    },
+    ExpireDedup { now: UnixMillis },
 }
 
 impl Command {
@@ -114,9 +115,9 @@ impl Command {
             Command::Notified { .. } => "notified",
             Command::Reachability { .. } => "reachability",
             Command::Flush { .. } => "flush",
-            Command::Hold { .. } => "hold",
-            Command::Release { .. } => "release",
-            Command::Delete { .. } => "delete",
+            Command::Operator { .. } => "operator",
+            Command::Drain { .. } => "drain",
+            Command::ForgetFinished { .. } => "forget_finished",
             Command::ExpireDedup { .. } => "expire_dedup",
         }
     }
@@ -152,10 +153,41 @@ impl std::fmt::Display for Command {
             Command::Flush { destination, .. } => {
                 write!(f, "flush({})", destination.as_deref().unwrap_or("all"))
             }
-            Command::Hold { id, .. } | Command::Release { id, .. } | Command::Delete { id, .. } => {
-                write!(f, "{}({id})", self.kind())
+            Command::Operator { action, ids, .. } => {
+                write!(f, "{}({} messages)", action.as_str(), ids.len())
             }
+            Command::Drain { node, drained, .. } => write!(f, "drain({node}: {drained})"),
+            Command::ForgetFinished { before } => write!(f, "forget_finished(before={before})"),
             Command::ExpireDedup { now } => write!(f, "expire_dedup(now={now})"),
+        }
+    }
+}
+
+/// What an operator does to a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperatorAction {
+    /// Never assigned until released (an attempt in flight still records its outcome).
+    Hold,
+    /// A held message is queued again, due now.
+    Release,
+    /// Removed without delivery and without telling the sender (`postsuper -d`).
+    Delete,
+    /// A queued message is due now, whatever its backoff said (`postsuper -r`).
+    Requeue,
+    /// Every pending recipient fails now with `5.0.0` and the sender gets a failure
+    /// DSN (Exim's `-Mg`).
+    Bounce,
+}
+
+impl OperatorAction {
+    /// The CLI word for the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Hold => "hold",
+            OperatorAction::Release => "release",
+            OperatorAction::Delete => "delete",
+            OperatorAction::Requeue => "requeue",
+            OperatorAction::Bounce => "bounce",
         }
     }
 }
@@ -193,6 +225,8 @@ pub enum Rejection {
     AlreadyFinal { id: QueueId, state: MessageState },
     #[error("message {id} is {state:?}, not queued")]
     NotQueued { id: QueueId, state: MessageState },
+    #[error("message {id} is not held")]
+    NotHeld { id: QueueId },
     #[error("message {id} is leased to node {owner} until {lease_until}")]
     LeaseHeld {
         id: QueueId,

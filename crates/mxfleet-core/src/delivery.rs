@@ -134,9 +134,20 @@ pub struct FleetState {
     /// Nodes whose delivery stopped cleanly (shutdown, maintenance): the leader gives
     /// them no work until they say they deliver again.
     pub owners_stopped: BTreeSet<NodeId>,
+    /// Nodes an operator took out of service: they refuse SMTP sessions and get no
+    /// delivery work until undrained.
+    pub drained: BTreeSet<NodeId>,
+    /// Sender resubmissions that the dedup index caught (stored once, not twice).
+    pub duplicate_submissions: u64,
 }
 
 impl FleetState {
+    /// True when the leader may give `node` delivery work: it has not stopped its
+    /// delivery and no operator drained it.
+    pub fn takes_delivery_work(&self, node: NodeId) -> bool {
+        !self.owners_stopped.contains(&node) && !self.drained.contains(&node)
+    }
+
     /// When messages for `destination` last attempted before the returned instant are
     /// due regardless of backoff.
     pub fn released_at(&self, destination: &str) -> Option<UnixMillis> {

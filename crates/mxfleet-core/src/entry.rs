@@ -101,6 +101,35 @@ pub enum HistoryEvent {
     Deleted {
         at: UnixMillis,
     },
+    /// An operator cleared the backoff.
+    Requeued {
+        at: UnixMillis,
+    },
+    /// An operator returned the message to its sender.
+    BouncedByOperator {
+        at: UnixMillis,
+    },
+}
+
+impl HistoryEvent {
+    /// When the event happened (for a renewal: the new end of the lease).
+    pub fn at(&self) -> UnixMillis {
+        match self {
+            HistoryEvent::Accepted { at, .. }
+            | HistoryEvent::DuplicateSubmission { at, .. }
+            | HistoryEvent::Assigned { at, .. }
+            | HistoryEvent::Attempt { at, .. }
+            | HistoryEvent::Returned { at, .. }
+            | HistoryEvent::Notified { at, .. }
+            | HistoryEvent::StaleOutcomeRejected { at, .. }
+            | HistoryEvent::Held { at }
+            | HistoryEvent::Released { at }
+            | HistoryEvent::Deleted { at }
+            | HistoryEvent::Requeued { at }
+            | HistoryEvent::BouncedByOperator { at } => *at,
+            HistoryEvent::LeaseRenewed { lease_until, .. } => *lease_until,
+        }
+    }
 }
 
 /// A queued message, replicated on every node.
@@ -158,6 +187,15 @@ impl QueueEntry {
         self.recipients
             .iter()
             .filter(|r| r.state == RecipientState::Bounced { notified: false })
+    }
+
+    /// When the last thing happened to the message (its most recent history event).
+    pub fn last_event_at(&self) -> UnixMillis {
+        self.history
+            .iter()
+            .map(HistoryEvent::at)
+            .max()
+            .unwrap_or(self.received_at)
     }
 
     /// True when a failure DSN is owed to the sender: something bounced, nobody was

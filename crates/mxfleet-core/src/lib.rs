@@ -23,7 +23,7 @@ pub mod envelope;
 pub mod ids;
 pub mod state;
 
-pub use command::{Command, Rejection, Response};
+pub use command::{Command, OperatorAction, Rejection, Response};
 pub use delivery::{
     AttemptReport, DestinationState, FleetState, NotificationKind, OutcomeStatus, Reachability,
     RecipientOutcome, RecipientState, RecipientStatus, destination_of,

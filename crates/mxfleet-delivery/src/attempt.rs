@@ -266,8 +266,11 @@ impl DeliveryOwner {
         } else {
             now.plus_millis(delay.as_millis() as u64)
         };
-        let queued_for = Duration::from_millis(now.0.saturating_sub(entry.received_at.0))
-            .saturating_sub(setup + transmission);
+        let since_accepted = Duration::from_millis(now.0.saturating_sub(entry.received_at.0));
+        let queued_for = since_accepted.saturating_sub(setup + transmission);
+        if relay.is_some() {
+            self.metrics.attempt_took(setup + transmission);
+        }
         for result in &results {
             let status = match (result.status, expired) {
                 (OutcomeStatus::Delivered, _) => "sent",
@@ -275,12 +278,16 @@ impl DeliveryOwner {
                 (OutcomeStatus::Bounced, true) => "expired",
                 (OutcomeStatus::Bounced, false) => "bounced",
             };
+            self.metrics.attempt(status);
+            if result.status == OutcomeStatus::Delivered {
+                self.metrics.delivered_after(since_accepted);
+            }
             info!(
                 queue_id = %entry.id,
                 from = %entry.envelope.sender,
                 to = %result.recipient,
                 relay = relay.as_deref().unwrap_or("none"),
-                delay = format_args!("{:.2}", Duration::from_millis(now.0.saturating_sub(entry.received_at.0)).as_secs_f64()),
+                delay = format_args!("{:.2}", since_accepted.as_secs_f64()),
                 delays = format_args!(
                     "{:.2}/{:.2}/{:.2}",
                     queued_for.as_secs_f64(),

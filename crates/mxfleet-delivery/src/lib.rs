@@ -18,6 +18,7 @@
 //! - `owner`: picking up assigned work, committing outcomes, renewing leases;
 //!   `attempt`: a destination's worker; `probe`: drain on recovery.
 //! - [`service`]: `DeliveryService`, which starts all of it on a node.
+//! - [`metrics`]: `DeliveryMetrics` (attempts by outcome, attempt duration, delay).
 
 mod attempt;
 pub mod backoff;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod dsn;
 pub mod lease;
+pub mod metrics;
 mod notifier;
 mod owner;
 pub mod pacing;
@@ -37,6 +39,7 @@ pub mod service;
 pub mod target;
 
 pub use config::{DeliveryConfig, DestinationPolicy};
+pub use metrics::DeliveryMetrics;
 pub use reply::{RemoteReply, Severity};
 pub use service::DeliveryService;
 pub use target::ConnectTarget;

@@ -70,6 +70,7 @@ pub(crate) struct DeliveryOwner {
     pub(crate) queue: Queue,
     pub(crate) config: Arc<DeliveryConfig>,
     pub(crate) router: Arc<Router>,
+    pub(crate) metrics: crate::metrics::DeliveryMetrics,
     book: Mutex<OwnerBook>,
     reports: mpsc::UnboundedSender<AttemptReport>,
     tracker: TaskTracker,
@@ -82,6 +83,7 @@ impl DeliveryOwner {
         queue: Queue,
         config: Arc<DeliveryConfig>,
         router: Arc<Router>,
+        metrics: crate::metrics::DeliveryMetrics,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<DeliveryOwner> {
@@ -90,6 +92,7 @@ impl DeliveryOwner {
             queue,
             config,
             router,
+            metrics,
             book: Mutex::new(OwnerBook::default()),
             reports,
             tracker: tracker.clone(),
@@ -164,10 +167,25 @@ impl DeliveryOwner {
     async fn scan_loop(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(SCAN_EVERY);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut draining = false;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 _ = ticks.tick() => {}
+            }
+            if self.queue.is_drained() {
+                // An operator took this node out of service: finish what is in hand,
+                // hand back the rest, and pick up nothing new until undrained.
+                if !draining {
+                    draining = true;
+                    info!(node_id = self.queue.node_id(), "delivery_owner_drained");
+                    self.return_waiting().await;
+                }
+                continue;
+            }
+            if draining {
+                draining = false;
+                info!(node_id = self.queue.node_id(), "delivery_owner_undrained");
             }
             if self.in_contact() {
                 self.pick_up_assigned_work();
@@ -393,6 +411,53 @@ impl DeliveryOwner {
             book.destinations.clear();
             book.in_flight.clear();
             unstarted
+        };
+        if leases.is_empty() {
+            return;
+        }
+        let count = leases.len();
+        match self.queue.return_leases(leases).await {
+            Ok(_) => info!(count, "delivery_assignments_returned"),
+            Err(e) => warn!(count, cause = %e, "delivery_assignments_not_returned"),
+        }
+    }
+
+    /// Hands back the assignments waiting in destination queues, which no worker has
+    /// taken yet; workers finish the message in hand and then find nothing more.
+    /// Unlike [`Self::return_unstarted`], this runs while workers are busy.
+    /// Assignments the scan loop has not picked up yet go back too.
+    async fn return_waiting(&self) {
+        let me = self.queue.node_id();
+        let assigned_to_me: Vec<(QueueId, u64)> = self
+            .queue
+            .read_state(|state| {
+                state
+                    .live_entries()
+                    .filter_map(|e| {
+                        e.assignment
+                            .filter(|a| a.owner == me)
+                            .map(|a| (e.id, a.token))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let leases: Vec<(QueueId, u64)> = {
+            let mut book = self.book();
+            let mut waiting: Vec<(QueueId, u64)> = book
+                .destinations
+                .values_mut()
+                .flat_map(|queue| queue.pending.drain(..))
+                .map(|work| (work.entry.id, work.token))
+                .collect();
+            for (id, _) in &waiting {
+                book.in_flight.remove(id);
+            }
+            waiting.extend(
+                assigned_to_me
+                    .into_iter()
+                    .filter(|lease| !book.started.contains(lease)),
+            );
+            waiting
         };
         if leases.is_empty() {
             return;

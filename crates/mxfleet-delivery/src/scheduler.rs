@@ -77,11 +77,12 @@ impl Scheduler {
             .collect();
         live.push(contact.node_id);
         live.sort_unstable();
-        let stopped = self
+        // Nodes that stopped delivering, or that an operator drained, get no work.
+        let fleet = self
             .queue
-            .read_state(|state| state.fleet.owners_stopped.clone())
+            .read_state(|state| state.fleet.clone())
             .unwrap_or_default();
-        live.retain(|node| !stopped.contains(node));
+        live.retain(|node| fleet.takes_delivery_work(*node));
 
         let mono = Instant::now();
         let deferred_scan = self

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::DeliveryConfig;
+use crate::metrics::DeliveryMetrics;
 use crate::owner::DeliveryOwner;
 use crate::route::Router;
 use crate::scheduler::Scheduler;
@@ -16,6 +17,8 @@ use crate::scheduler::Scheduler;
 /// The running delivery side of a node.
 pub struct DeliveryService {
     config: Arc<DeliveryConfig>,
+    /// Recorded by this node's workers; the node adds it to its metrics registry.
+    metrics: DeliveryMetrics,
 }
 
 impl DeliveryService {
@@ -29,20 +32,27 @@ impl DeliveryService {
         cancel: CancellationToken,
     ) -> DeliveryService {
         let config = Arc::new(config);
+        let metrics = DeliveryMetrics::default();
         let owner = DeliveryOwner::start(
             queue.clone(),
             config.clone(),
             Arc::new(router),
+            metrics.clone(),
             tracker,
             cancel.clone(),
         );
         tracker.spawn(owner.probe_loop());
         let scheduler = Scheduler::new(queue, config.clone());
         tracker.spawn(scheduler.run(cancel));
-        DeliveryService { config }
+        DeliveryService { config, metrics }
     }
 
     pub fn config(&self) -> &DeliveryConfig {
         &self.config
+    }
+
+    /// This node's delivery metrics.
+    pub fn metrics(&self) -> &DeliveryMetrics {
+        &self.metrics
     }
 }

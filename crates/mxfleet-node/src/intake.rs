@@ -73,6 +73,12 @@ impl MessageIntake for QueueIntake {
         })
     }
 
+    fn refuses_sessions(&self) -> Option<String> {
+        self.queue
+            .is_drained()
+            .then(|| "this node is drained for maintenance, try another MX".to_owned())
+    }
+
     async fn flush_destination(&self, domain: &str) -> Result<(), IntakeError> {
         self.queue
             .flush(Some(domain))

@@ -25,8 +25,14 @@ use tracing::{info, warn};
 
 use crate::config::{NodeConfig, PeerTransport};
 
-/// How often the leader drops dedup records whose window has ended.
+/// How often the leader drops dedup records whose window has ended, and forgets
+/// finished messages.
 const DEDUP_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long a finished message (delivered, bounced, deleted) stays in the replicated
+/// state for `mxfleet queue show` after its last event. It is kept at least as long as
+/// its dedup record (`queue.dedup_window`), whichever is later.
+const FINISHED_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +46,16 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     #[error("cannot listen for SMTP on {addr}: {source}")]
     SmtpListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -72,6 +86,8 @@ pub struct Node {
     smtp_addr: Option<SocketAddr>,
     delivery_shutdown: CancellationToken,
     delivery_tracker: TaskTracker,
+    /// The node's metrics registry, built at start; `serve_metrics` exposes it.
+    metrics: crate::metrics::NodeMetrics,
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, NodeError> {
@@ -134,6 +150,7 @@ impl Node {
         let smtp_shutdown = CancellationToken::new();
         let smtp_tracker = TaskTracker::new();
         let mut smtp_addr = None;
+        let smtp_metrics = smtp.as_ref().map(|smtp| smtp.session.metrics.clone());
         if let Some(smtp) = smtp {
             let listener = tokio::net::TcpListener::bind(smtp.listen)
                 .await
@@ -154,15 +171,22 @@ impl Node {
         }
         let delivery_shutdown = CancellationToken::new();
         let delivery_tracker = TaskTracker::new();
+        let mut delivery_metrics = None;
         if let Some(delivery) = delivery {
-            DeliveryService::start(
+            let service = DeliveryService::start(
                 queue.clone(),
                 delivery.config,
                 delivery.router,
                 &delivery_tracker,
                 delivery_shutdown.clone(),
             );
+            delivery_metrics = Some(service.metrics().clone());
         }
+        let metrics = crate::metrics::NodeMetrics::new(
+            &queue,
+            smtp_metrics.as_ref(),
+            delivery_metrics.as_ref(),
+        );
         Ok(Node {
             queue,
             shutdown,
@@ -172,12 +196,55 @@ impl Node {
             smtp_addr,
             delivery_shutdown,
             delivery_tracker,
+            metrics,
         })
     }
 
     /// The bound SMTP address, if this node takes mail.
     pub fn smtp_addr(&self) -> Option<SocketAddr> {
         self.smtp_addr
+    }
+
+    /// Starts the admin API listener (`[admin]`); it serves until the node stops, after
+    /// SMTP and delivery, so that operators can watch a stopping node. Returns the
+    /// bound address.
+    pub async fn start_admin(
+        &self,
+        config: &crate::config::AdminConfig,
+    ) -> Result<SocketAddr, NodeError> {
+        Ok(crate::admin::start(
+            config,
+            self.queue.clone(),
+            self.shutdown.clone(),
+            &self.tracker,
+        )
+        .await?)
+    }
+
+    /// Serves the node's metrics at `GET /metrics` on `listen` (`[metrics] listen`)
+    /// until the node stops, after SMTP and delivery, so that a drain can be watched.
+    /// Returns the bound address.
+    pub async fn serve_metrics(&self, listen: SocketAddr) -> Result<SocketAddr, NodeError> {
+        let bind_error = |source| NodeError::MetricsListen {
+            addr: listen,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        self.tracker.spawn(crate::metrics::serve(
+            listener,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        Ok(bound)
+    }
+
+    /// The node's metrics registry.
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        &self.metrics
     }
 
     /// The node's queue handle.
@@ -245,6 +312,9 @@ async fn expire_dedup_records(queue: Queue, shutdown: CancellationToken) {
         }
         if let Err(e) = queue.expire_dedup().await {
             warn!(cause = %e, "dedup_expiry_failed");
+        }
+        if let Err(e) = queue.forget_finished(FINISHED_RETENTION).await {
+            warn!(cause = %e, "finished_messages_not_forgotten");
         }
     }
 }

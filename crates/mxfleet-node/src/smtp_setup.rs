@@ -86,6 +86,7 @@ pub fn smtp_service(config: &NodeConfig) -> Result<SmtpService, SmtpSetupError> 
         tls,
         policy: Arc::new(PolicyHandle::new(relay_policy(config)?)),
         etrn_networks: smtp.etrn_networks.clone(),
+        metrics: Default::default(),
     };
     Ok(SmtpService {
         listen: smtp.listen,

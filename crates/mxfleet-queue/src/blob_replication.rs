@@ -238,6 +238,7 @@ pub(crate) async fn run_body_keeper(
             },
             _ = tick.tick() => {}
         }
+        core.metrics.blobs.missing.set(missing.len() as i64);
         if missing.is_empty() {
             continue;
         }
@@ -260,10 +261,12 @@ pub(crate) async fn run_body_keeper(
             match pull_body(&core, digest, &candidates).await {
                 Ok(()) => {
                     info!(%digest, "body_repaired");
+                    core.metrics.blobs.repaired.inc();
                     missing.remove(&digest);
                 }
                 Err(cause) => {
                     debug!(%digest, %cause, "body_repair_failed");
+                    core.metrics.blobs.repair_failures.inc();
                     if let Some(entry) = missing.get_mut(&digest) {
                         entry.1 = Instant::now();
                     }

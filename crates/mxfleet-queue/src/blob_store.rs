@@ -48,6 +48,8 @@ use tokio::fs::{self, File};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tracing::warn;
 
+use crate::metrics::BlobMetrics;
+
 /// Write-through buffer: big enough to turn small SMTP/gRPC chunks into few syscalls.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Read size for `put_stream` and `verify`.
@@ -145,6 +147,8 @@ struct Inner {
     next_tmp: AtomicU64,
     /// fdatasync + fsync calls made by this store, for benchmarks.
     fsyncs: AtomicU64,
+    /// Bodies made durable; shared with the queue's metrics and the body keeper.
+    metrics: BlobMetrics,
 }
 
 impl BlobStore {
@@ -162,6 +166,7 @@ impl BlobStore {
             tmp,
             next_tmp,
             fsyncs: AtomicU64::new(0),
+            metrics: BlobMetrics::default(),
         };
         let store = BlobStore {
             inner: Arc::new(inner),
@@ -305,6 +310,11 @@ impl BlobStore {
         self.inner.fsyncs.load(Ordering::Relaxed)
     }
 
+    /// This store's metrics (bodies stored, missing, repaired).
+    pub fn metrics(&self) -> &BlobMetrics {
+        &self.inner.metrics
+    }
+
     async fn sync_dir(&self, dir: &Path) -> Result<(), BlobError> {
         self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
         let handle = File::open(dir).await.context("open dir", dir)?;
@@ -394,6 +404,8 @@ impl BlobWriter {
             .context("rename tmp", &dest)?;
         self.owns_tmp = false;
         store.sync_dir(&store.inner.blobs).await?;
+        store.inner.metrics.stored.inc();
+        store.inner.metrics.stored_bytes.inc_by(stored.size);
         Ok(stored)
     }
 

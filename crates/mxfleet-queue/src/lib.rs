@@ -10,6 +10,8 @@
 //!   actions, reads.
 //! - `write_path`: proposing on the leader, forwarding from followers, retries.
 //! - `cluster`: membership changes and `ClusterStatus`.
+//! - `admin_ops`: bulk operator actions, drain, linearizable reads, the leader's
+//!   replication view.
 //! - `delivery_ops`: assignment, leases, attempt reports, reachability, flushes, and
 //!   `ClusterContact` (may this node deliver?).
 //! - [`config`]: `QueueConfig`, `PeerTls`, the injectable `Clock`.
@@ -19,8 +21,11 @@
 //! - `state_machine`, `sled_store`, `snapshot_file`: the applied state on sled, and
 //!   metadata-only snapshot files.
 //! - [`blob_store`], `blob_replication`: bodies on disk, and between nodes.
+//! - [`metrics`]: `QueueMetrics`, the queue's event metrics (commit latency, leader
+//!   changes, blobs).
 //! - `peer`: the gRPC peer protocol (client, server, forwarding, TLS).
 
+mod admin_ops;
 mod blob_replication;
 pub mod blob_store;
 mod cluster;
@@ -28,6 +33,7 @@ pub mod config;
 mod delivery_ops;
 pub mod error;
 mod log_store;
+pub mod metrics;
 mod peer;
 pub mod queue;
 mod sled_store;
@@ -36,11 +42,14 @@ mod state_machine;
 mod types;
 mod write_path;
 
+pub use admin_ops::MAX_IDS_PER_OPERATOR_COMMAND;
 pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
 pub use cluster::{ClusterStatus, MemberStatus};
 pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
 pub use delivery_ops::ClusterContact;
 pub use error::{QueueError, StartError};
+pub use metrics::{BlobMetrics, QueueMetrics};
+pub use peer::forward::{LeaderView, MemberReplication};
 pub use queue::{EnqueueReceipt, Queue};
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use mxfleet_core::{
-    BodyDigest, Command, DedupKey, Envelope, NodeId, QueueEntry, QueueId, Response, UnixMillis,
+    BodyDigest, Command, DedupKey, Envelope, NodeId, OperatorAction, QueueEntry, QueueId, Response,
+    UnixMillis,
 };
 use mxfleet_proto::MAX_MESSAGE_BYTES;
 use mxfleet_proto::raft::v1::raft_peer_server::RaftPeerServer;
@@ -149,6 +150,7 @@ impl Queue {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
+        let blobs_metrics = blobs.metrics().clone();
         let core = Arc::new(QueueCore {
             id: config.node_id,
             max_message_size: config.max_message_size,
@@ -162,6 +164,7 @@ impl Queue {
             incoming_seq: AtomicU64::new(0),
             last_append_received_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            metrics: crate::metrics::QueueMetrics::new(blobs_metrics),
         });
 
         let service = RaftPeerServer::new(PeerService {
@@ -198,6 +201,11 @@ impl Queue {
             }
         });
         tracker.spawn(run_body_keeper(core.clone(), events_rx, shutdown.clone()));
+        tracker.spawn(crate::metrics::count_leader_changes(
+            core.raft.clone(),
+            core.metrics.leader_changes.clone(),
+            shutdown.clone(),
+        ));
 
         let queue = Queue {
             core,
@@ -275,6 +283,11 @@ impl Queue {
         &self.core.blobs
     }
 
+    /// The queue's event metrics (commit latency, leader changes, blobs).
+    pub fn metrics(&self) -> &crate::metrics::QueueMetrics {
+        &self.core.metrics
+    }
+
     /// How many fdatasync batches the Raft WAL performed so far.
     pub fn wal_sync_count(&self) -> u64 {
         self.core.log.sync_count()
@@ -343,20 +356,31 @@ impl Queue {
 
     /// Operator: hold message `id`.
     pub async fn hold(&self, id: QueueId) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Hold { id, at }).await
+        self.operate_one(OperatorAction::Hold, id).await
     }
 
     /// Operator: release a held message for immediate delivery.
     pub async fn release(&self, id: QueueId) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Release { id, at }).await
+        self.operate_one(OperatorAction::Release, id).await
     }
 
     /// Operator: delete message `id`.
     pub async fn delete(&self, id: QueueId) -> Result<(), QueueError> {
-        let at = self.now();
-        self.command_done(Command::Delete { id, at }).await
+        self.operate_one(OperatorAction::Delete, id).await
+    }
+
+    async fn operate_one(&self, action: OperatorAction, id: QueueId) -> Result<(), QueueError> {
+        match self.operate(action, vec![id]).await?.into_iter().next() {
+            None => Ok(()),
+            Some(rejection) => Err(QueueError::Refused(rejection)),
+        }
+    }
+
+    /// Forgets finished messages whose last event is older than `retention` and whose
+    /// dedup window has ended (their bodies are then collected as orphans).
+    pub async fn forget_finished(&self, retention: std::time::Duration) -> Result<(), QueueError> {
+        let before = UnixMillis(self.now().0.saturating_sub(retention.as_millis() as u64));
+        self.command_done(Command::ForgetFinished { before }).await
     }
 
     /// Drops dedup records whose window has ended.

@@ -47,7 +47,7 @@ pub(crate) type SnapshotData = tokio::fs::File;
 /// The encoding of every openraft message on the wire and in the log: postcard.
 /// Bumped whenever that encoding changes incompatibly, so that a mixed-version fleet
 /// refuses to talk instead of misreading.
-pub(crate) const WIRE_FORMAT: u32 = 1;
+pub(crate) const WIRE_FORMAT: u32 = 2;
 
 /// Encodes a value with the crate's wire/disk encoding.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use mxfleet_core::NodeId;
 use mxfleet_proto::raft::v1::{ForwardRequest, forward_error, forward_reply};
-use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ChangeMembers, ReadPolicy};
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
@@ -57,6 +57,8 @@ pub(crate) struct QueueCore {
     /// cut off and must stop delivering (see the delivery lease argument).
     pub(crate) last_append_received_ms: AtomicU64,
     pub(crate) started: std::time::Instant,
+    /// Event metrics; the handle hands out clones (`Queue::metrics`).
+    pub(crate) metrics: crate::metrics::QueueMetrics,
 }
 
 impl QueueCore {
@@ -109,6 +111,7 @@ impl QueueCore {
         write: ForwardedWrite,
     ) -> Result<ForwardedResponse, LocalWriteError> {
         let timeout = self.config.write_timeout;
+        let proposed = Instant::now();
         let proposal = async {
             match write {
                 ForwardedWrite::Command(command) => {
@@ -160,11 +163,36 @@ impl QueueCore {
                         .map_err(|e| LocalWriteError::Refused(e.to_string()))?;
                     return Ok(ForwardedResponse::TransferStarted);
                 }
+                ForwardedWrite::ReadIndex => {
+                    return self
+                        .raft
+                        .ensure_linearizable(ReadPolicy::ReadIndex)
+                        .await
+                        .map(|read| ForwardedResponse::ReadIndex {
+                            log_index: read.log_id().index,
+                        })
+                        .map_err(|e| match e {
+                            RaftError::APIError(LinearizableReadError::ForwardToLeader(
+                                forward,
+                            )) => LocalWriteError::NotLeader {
+                                leader: forward.leader_id.zip(forward.leader_node),
+                            },
+                            other => LocalWriteError::NoQuorum(other.to_string()),
+                        });
+                }
+                ForwardedWrite::LeaderView => return self.leader_view(),
             }
             .map_err(classify_write_error)
         };
         match tokio::time::timeout(timeout, proposal).await {
-            Ok(result) => result,
+            Ok(result) => {
+                // Commit latency: client_write returns once committed and applied here.
+                if let Ok(ForwardedResponse::Command { .. }) = &result {
+                    let seconds = proposed.elapsed().as_secs_f64();
+                    self.metrics.commit_latency.observe(seconds);
+                }
+                result
+            }
             Err(_) => Err(LocalWriteError::NoQuorum(format!(
                 "not committed within {timeout:?}"
             ))),

@@ -87,6 +87,8 @@ pub struct SessionConfig {
     pub policy: Arc<PolicyHandle>,
     /// Clients allowed to use ETRN (RFC 1985); empty refuses everyone with `459`.
     pub etrn_networks: Vec<crate::policy::IpNetwork>,
+    /// Where the listener and sessions count what they do; the node registers it.
+    pub metrics: crate::metrics::SmtpMetrics,
 }
 
 impl std::fmt::Debug for SessionConfig {

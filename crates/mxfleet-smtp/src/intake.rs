@@ -52,6 +52,12 @@ pub trait MessageIntake: Send + Sync + 'static {
     async fn body_sink(&self) -> Result<Box<dyn BodySink>, IntakeError>;
     /// Commits the envelope; returns once the message is durable on a majority.
     async fn enqueue(&self, envelope: Envelope, body: StoredBody) -> Result<Receipt, IntakeError>;
+    /// Why new SMTP sessions must be refused right now (`421 4.3.2` before the
+    /// banner, so that the client tries another MX), or `None` to serve them. An
+    /// operator's `mxfleet cluster drain` sets this.
+    fn refuses_sessions(&self) -> Option<String> {
+        None
+    }
     /// ETRN: start delivering `domain`'s deferred mail now. Intakes without a queue
     /// behind them cannot.
     async fn flush_destination(&self, domain: &str) -> Result<(), IntakeError> {

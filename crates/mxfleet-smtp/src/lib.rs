@@ -12,12 +12,15 @@
 //! - [`intake`]: `MessageIntake`, where accepted messages go (the replicated queue).
 //! - [`config`]: `SessionConfig`, `SessionLimits`, the reloadable `PolicyHandle`.
 //! - [`listener`]: accepting connections under connection limits.
+//! - [`metrics`]: `SmtpMetrics` (connections, replies by class, accepted and rejected
+//!   messages), carried in `SessionConfig`.
 
 pub mod config;
 pub mod data;
 pub mod headers;
 pub mod intake;
 pub mod listener;
+pub mod metrics;
 pub mod policy;
 pub mod reply;
 pub mod session;
@@ -25,5 +28,6 @@ pub mod tls;
 
 pub use config::{PolicyHandle, SessionConfig, SessionLimits};
 pub use intake::{BodySink, IntakeError, MessageIntake, Receipt, StoredBody};
+pub use metrics::SmtpMetrics;
 pub use reply::Reply;
 pub use session::{ClientInfo, SessionEnd, run_session};

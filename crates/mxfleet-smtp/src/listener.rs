@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::SessionConfig;
 use crate::intake::MessageIntake;
+use crate::metrics::RejectReason;
 use crate::reply::Reply;
 use crate::session::{ClientInfo, run_session};
 
@@ -115,11 +116,29 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        config.metrics.connection_accepted();
+        if let Some(why) = intake.refuses_sessions() {
+            info!(client = %addr, why, "smtp_connection_refused");
+            let reply = Reply::new(
+                421,
+                "4.3.2",
+                format!("{} Service not available: {why}", config.hostname),
+            );
+            config.metrics.rejected(RejectReason::NodeDrained);
+            config.metrics.reply_sent(&reply);
+            tracker.spawn(async move {
+                let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        }
         let slot = match take_slot(&counts, addr.ip(), limits) {
             Ok(slot) => slot,
             Err(why) => {
                 info!(client = %addr, why, "smtp_connection_refused");
                 let reply = Reply::new(421, "4.7.0", format!("{} Error: {why}", config.hostname));
+                config.metrics.rejected(RejectReason::ConnectionLimit);
+                config.metrics.reply_sent(&reply);
                 tracker.spawn(async move {
                     let _ = stream.write_all(reply.to_wire().as_bytes()).await;
                     let _ = stream.shutdown().await;

@@ -5,8 +5,14 @@
 //! - `dev`: a working local cluster on loopback, no configuration needed.
 //! - `config check FILE`: validate a configuration file offline.
 //! - `loadgen --server HOST:PORT ...`: send test mail and report throughput and latency.
+//! - `cluster status|add|promote|remove|transfer-leader|drain`: the admin API's cluster
+//!   calls (`cmd/admin/cluster/`).
+//! - `queue list|show|hold|release|delete|requeue|bounce|flush|read|stats`: the admin
+//!   API's queue calls (`cmd/admin/queue/`).
 //!
-//! Exit codes: 0 ok, 1 operation failed, 2 usage (clap), 64 invalid configuration.
+//! Exit codes: 0 ok, 1 operation failed, 2 usage (clap, or a bulk action off a terminal
+//! without `--yes`), 64 invalid configuration, 69 unavailable (the admin endpoint cannot
+//! be reached, or answers UNAVAILABLE or DEADLINE_EXCEEDED).
 
 mod cmd;
 mod logging;
@@ -18,9 +24,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "mxfleet", version, about = "A clustered backup MX")]
 struct Cli {
-    /// Log format: `text` for people, `json` for log shippers.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format: `text` for people, `json` for log shippers. Default: `[log] format`
+    /// for `serve`, else `text`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,11 +43,25 @@ enum Command {
     Config(cmd::config::ConfigCommand),
     /// Send test mail at SMTP servers and report throughput and latency (smtp-source).
     Loadgen(cmd::loadgen::LoadgenArgs),
+    /// See and change the cluster: status, membership, leadership, drain.
+    Cluster(cmd::admin::cluster::ClusterArgs),
+    /// See and steer the queue: list, show, hold, release, delete, requeue, bounce,
+    /// flush, read, stats.
+    Queue(cmd::admin::queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log_format);
+    let log_format = cli.log_format.as_deref().map(logging::parse_format);
+    match &cli.command {
+        // `serve` installs its subscriber once its configuration is loaded.
+        Command::Serve(_) => {}
+        Command::Dev(_) => logging::init(
+            log_format.unwrap_or_default(),
+            Some(logging::LogIdentity::dev()),
+        ),
+        _ => logging::init(log_format.unwrap_or_default(), None),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,10 +74,12 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args, log_format).await,
             Command::Dev(args) => cmd::dev::run(args).await,
             Command::Config(command) => cmd::config::run(command),
             Command::Loadgen(args) => cmd::loadgen::run(args).await,
+            Command::Cluster(args) => cmd::admin::cluster::run(args).await,
+            Command::Queue(args) => cmd::admin::queue::run(args).await,
         }
     });
     ExitCode::from(code)

@@ -2,7 +2,7 @@
 //! attempt reports with per-recipient results, DSN bookkeeping, reachability and
 //! flushes.
 
-use super::{Applied, Change, QueueState, finish};
+use super::{Applied, Change, QueueState, finish_recipients_done};
 use crate::delivery::{AttemptReport, OutcomeStatus, Reachability, RecipientState};
 use crate::{
     Assignment, HistoryEvent, MessageState, NodeId, NotificationKind, QueueId, Rejection, Response,
@@ -156,16 +156,7 @@ impl QueueState {
                 entry.assignment = None;
                 entry.next_attempt_at = report.next_attempt_at;
             } else {
-                let any_delivered = entry
-                    .recipients
-                    .iter()
-                    .any(|r| r.state == RecipientState::Delivered);
-                let state = if any_delivered {
-                    MessageState::Delivered
-                } else {
-                    MessageState::Bounced
-                };
-                finish(entry, state, index);
+                finish_recipients_done(entry, index);
             }
             changes.push(Change::Entry(report.id));
             if report.lost_after_dot {

@@ -12,8 +12,8 @@ mod delivery;
 
 use crate::delivery::{RecipientState, RecipientStatus};
 use crate::{
-    Command, DedupKey, FleetState, HistoryEvent, MessageState, QueueEntry, QueueId, Rejection,
-    Response, UnixMillis,
+    Command, DedupKey, FleetState, HistoryEvent, MessageState, OperatorAction, QueueEntry, QueueId,
+    Rejection, Response, UnixMillis,
 };
 
 /// A dedup index record: which message a submission became, and until when a repeat
@@ -89,12 +89,13 @@ impl QueueState {
                         at: *received_at,
                         by: *accepted_by,
                     });
+                    self.fleet.duplicate_submissions += 1;
                     return Applied::new(
                         Response::Enqueued {
                             id: record.id,
                             duplicate: true,
                         },
-                        vec![Change::Entry(record.id)],
+                        vec![Change::Entry(record.id), Change::Fleet],
                     );
                 }
                 let id = QueueId(index);
@@ -178,23 +179,32 @@ impl QueueState {
                 detail,
             } => self.apply_reachability(*node, destination, *reachable, *at, detail),
             Command::Flush { destination, at } => self.apply_flush(destination.as_deref(), *at),
-            Command::Hold { id, at } => self.operator_action(*id, |entry| {
-                // The assignment survives a hold, so that the outcome of an attempt
-                // already in flight is still recorded; nothing new is assigned.
-                entry.state = MessageState::Held;
-                entry.history.push(HistoryEvent::Held { at: *at });
-            }),
-            Command::Release { id, at } => self.operator_action(*id, |entry| {
-                if entry.state == MessageState::Held {
-                    entry.state = MessageState::Queued;
-                    entry.next_attempt_at = *at;
-                    entry.history.push(HistoryEvent::Released { at: *at });
+            Command::Operator { action, ids, at } => self.apply_operator(index, *action, ids, *at),
+            Command::Drain { node, drained, .. } => {
+                if *drained {
+                    self.fleet.drained.insert(*node);
+                } else {
+                    self.fleet.drained.remove(node);
                 }
-            }),
-            Command::Delete { id, at } => self.operator_action(*id, |entry| {
-                entry.history.push(HistoryEvent::Deleted { at: *at });
-                finish(entry, MessageState::Deleted, index);
-            }),
+                Applied::new(Response::Done, vec![Change::Fleet])
+            }
+            Command::ForgetFinished { before } => {
+                let dedup = &self.dedup;
+                let forgotten: Vec<QueueId> = self
+                    .entries
+                    .values()
+                    .filter(|e| e.state.is_final() && e.last_event_at() < *before)
+                    .filter(|e| dedup.get(&e.dedup_key).is_none_or(|r| r.id != e.id))
+                    .map(|e| e.id)
+                    .collect();
+                for id in &forgotten {
+                    self.entries.remove(id);
+                }
+                Applied::new(
+                    Response::Done,
+                    forgotten.into_iter().map(Change::Entry).collect(),
+                )
+            }
             Command::ExpireDedup { now } => {
                 let expired: Vec<DedupKey> = self
                     .dedup
@@ -213,27 +223,105 @@ impl QueueState {
         }
     }
 
-    fn operator_action(&mut self, id: QueueId, update: impl FnOnce(&mut QueueEntry)) -> Applied {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return Applied::rejected(Rejection::UnknownMessage(id), vec![]);
-        };
-        if entry.state.is_final() {
-            return Applied::rejected(
-                Rejection::AlreadyFinal {
-                    id,
-                    state: entry.state,
-                },
-                vec![],
-            );
+    fn apply_operator(
+        &mut self,
+        index: u64,
+        action: OperatorAction,
+        ids: &[QueueId],
+        at: UnixMillis,
+    ) -> Applied {
+        let mut rejected = Vec::new();
+        let mut changes = Vec::new();
+        for &id in ids {
+            match self.operator_action(index, action, id, at) {
+                Ok(()) => changes.push(Change::Entry(id)),
+                Err(rejection) => rejected.push(rejection),
+            }
         }
-        update(entry);
-        Applied::new(Response::Done, vec![Change::Entry(id)])
+        Applied::new(Response::Batch { rejected }, changes)
+    }
+
+    fn operator_action(
+        &mut self,
+        index: u64,
+        action: OperatorAction,
+        id: QueueId,
+        at: UnixMillis,
+    ) -> Result<(), Rejection> {
+        let entry = self
+            .entries
+            .get_mut(&id)
+            .ok_or(Rejection::UnknownMessage(id))?;
+        if entry.state.is_final() {
+            return Err(Rejection::AlreadyFinal {
+                id,
+                state: entry.state,
+            });
+        }
+        match action {
+            OperatorAction::Hold => {
+                // The assignment survives a hold, so that the outcome of an attempt
+                // already in flight is still recorded; nothing new is assigned.
+                entry.state = MessageState::Held;
+                entry.history.push(HistoryEvent::Held { at });
+            }
+            OperatorAction::Release => {
+                if entry.state != MessageState::Held {
+                    return Err(Rejection::NotHeld { id });
+                }
+                entry.state = MessageState::Queued;
+                entry.next_attempt_at = at;
+                entry.history.push(HistoryEvent::Released { at });
+            }
+            OperatorAction::Requeue => {
+                if entry.state != MessageState::Queued {
+                    return Err(Rejection::NotQueued {
+                        id,
+                        state: entry.state,
+                    });
+                }
+                entry.next_attempt_at = at;
+                entry.history.push(HistoryEvent::Requeued { at });
+            }
+            OperatorAction::Delete => {
+                entry.history.push(HistoryEvent::Deleted { at });
+                finish(entry, MessageState::Deleted, index);
+            }
+            OperatorAction::Bounce => {
+                for recipient in &mut entry.recipients {
+                    if recipient.state == RecipientState::Pending {
+                        recipient.state = RecipientState::Bounced { notified: false };
+                        recipient.last_reply =
+                            Some("5.0.0 returned to the sender by the postmaster".to_owned());
+                    }
+                }
+                entry.history.push(HistoryEvent::BouncedByOperator { at });
+                // An attempt in flight loses its lease: its outcome is refused as stale.
+                finish_recipients_done(entry, index);
+            }
+        }
+        Ok(())
     }
 
     /// Messages that still need delivery (not final).
     pub fn live_entries(&self) -> impl Iterator<Item = &QueueEntry> {
         self.entries.values().filter(|e| !e.state.is_final())
     }
+}
+
+/// Finishes an entry none of whose recipients is pending: `Delivered` if any recipient
+/// was delivered, otherwise `Bounced`.
+pub(crate) fn finish_recipients_done(entry: &mut QueueEntry, index: u64) {
+    let any_delivered = entry
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Delivered);
+    let state = if any_delivered {
+        MessageState::Delivered
+    } else {
+        MessageState::Bounced
+    };
+    finish(entry, state, index);
 }
 
 pub(crate) fn finish(entry: &mut QueueEntry, state: MessageState, index: u64) {

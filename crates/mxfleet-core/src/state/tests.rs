@@ -68,6 +68,14 @@ fn report(token: u64, at: u64, results: &[(&str, OutcomeStatus)]) -> Command {
     }
 }
 
+fn operator(action: OperatorAction, id: QueueId, at: u64) -> Command {
+    Command::Operator {
+        action,
+        ids: vec![id],
+        at: UnixMillis(at),
+    }
+}
+
 fn stale(token: u64, current: Option<u64>) -> Response {
     Response::Batch {
         rejected: vec![Rejection::StaleToken {
@@ -248,10 +256,7 @@ fn outcome_table_checks_fencing_tokens() {
             "an in-flight delivery still lands after a hold",
             vec![
                 assign(1, 7, 10, 100),
-                Command::Hold {
-                    id,
-                    at: UnixMillis(15),
-                },
+                operator(OperatorAction::Hold, id, 15),
                 outcome(2, 20, Delivered),
             ],
             DONE,
@@ -260,10 +265,7 @@ fn outcome_table_checks_fencing_tokens() {
         (
             "a held message is not assigned",
             vec![
-                Command::Hold {
-                    id,
-                    at: UnixMillis(15),
-                },
+                operator(OperatorAction::Hold, id, 15),
                 assign(1, 7, 20, 100),
             ],
             assigned(3, &[]),
@@ -272,43 +274,70 @@ fn outcome_table_checks_fencing_tokens() {
         (
             "release returns a held message to the queue",
             vec![
-                Command::Hold {
-                    id,
-                    at: UnixMillis(15),
-                },
-                Command::Release {
-                    id,
-                    at: UnixMillis(16),
-                },
+                operator(OperatorAction::Hold, id, 15),
+                operator(OperatorAction::Release, id, 16),
             ],
-            Response::Done,
+            DONE,
             MessageState::Queued,
         ),
         (
             "a deleted message cannot be released",
             vec![
-                Command::Delete {
-                    id,
-                    at: UnixMillis(15),
-                },
-                Command::Release {
-                    id,
-                    at: UnixMillis(16),
-                },
+                operator(OperatorAction::Delete, id, 15),
+                operator(OperatorAction::Release, id, 16),
             ],
-            Response::Rejected(Rejection::AlreadyFinal {
-                id,
-                state: MessageState::Deleted,
-            }),
+            Response::Batch {
+                rejected: vec![Rejection::AlreadyFinal {
+                    id,
+                    state: MessageState::Deleted,
+                }],
+            },
             MessageState::Deleted,
         ),
         (
+            "release of a message that is not held is refused",
+            vec![operator(OperatorAction::Release, id, 15)],
+            Response::Batch {
+                rejected: vec![Rejection::NotHeld { id }],
+            },
+            MessageState::Queued,
+        ),
+        (
+            "requeue of a held message is refused",
+            vec![
+                operator(OperatorAction::Hold, id, 15),
+                operator(OperatorAction::Requeue, id, 16),
+            ],
+            Response::Batch {
+                rejected: vec![Rejection::NotQueued {
+                    id,
+                    state: MessageState::Held,
+                }],
+            },
+            MessageState::Held,
+        ),
+        (
+            "bounce finishes the message as bounced",
+            vec![operator(OperatorAction::Bounce, id, 15)],
+            DONE,
+            MessageState::Bounced,
+        ),
+        (
+            "a bounce voids the lease: the owner's late outcome is stale",
+            vec![
+                assign(1, 7, 10, 100),
+                operator(OperatorAction::Bounce, id, 15),
+                outcome(2, 20, Delivered),
+            ],
+            stale(2, None),
+            MessageState::Bounced,
+        ),
+        (
             "an unknown message is reported",
-            vec![Command::Hold {
-                id: QueueId(99),
-                at: UnixMillis(15),
-            }],
-            Response::Rejected(Rejection::UnknownMessage(QueueId(99))),
+            vec![operator(OperatorAction::Hold, QueueId(99), 15)],
+            Response::Batch {
+                rejected: vec![Rejection::UnknownMessage(QueueId(99))],
+            },
             MessageState::Queued,
         ),
     ];
@@ -534,4 +563,175 @@ fn a_returned_assignment_is_free_at_once_and_not_counted_as_lapsed() {
     );
     assert_eq!(responses[3], assigned(4, &[1]));
     assert_eq!(state.fleet.lapsed_reassignments, 0);
+}
+
+#[test]
+fn requeue_makes_a_deferred_message_due_now() {
+    let mut state = QueueState::default();
+    let id = QueueId(1);
+    run(
+        &mut state,
+        &[
+            enqueue("<a@x>", 1, 1),
+            assign(1, 7, 10, 100),
+            outcome(2, 20, OutcomeStatus::Deferred),
+        ],
+    );
+    assert_eq!(state.entries[&id].next_attempt_at, UnixMillis(60_020));
+    let response = state
+        .apply(4, &operator(OperatorAction::Requeue, id, 30))
+        .response;
+    assert_eq!(response, DONE);
+    assert_eq!(state.entries[&id].next_attempt_at, UnixMillis(30));
+    assert_eq!(
+        state.entries[&id].history.last(),
+        Some(&HistoryEvent::Requeued { at: UnixMillis(30) })
+    );
+}
+
+#[test]
+fn bounce_owes_the_sender_a_failure_dsn_for_pending_recipients_only() {
+    let mut state = QueueState::default();
+    let id = QueueId(1);
+    let mut envelope_two = enqueue("<a@x>", 1, 1);
+    if let Command::Enqueue { envelope, .. } = &mut envelope_two {
+        envelope.recipients.push("second@example.org".into());
+    }
+    run(
+        &mut state,
+        &[
+            envelope_two,
+            assign(1, 7, 10, 100),
+            report(
+                2,
+                20,
+                &[
+                    ("r@example.org", OutcomeStatus::Delivered),
+                    ("second@example.org", OutcomeStatus::Deferred),
+                ],
+            ),
+        ],
+    );
+    state.apply(4, &operator(OperatorAction::Bounce, id, 30));
+    let entry = &state.entries[&id];
+    assert_eq!(entry.state, MessageState::Delivered, "one recipient had it");
+    assert_eq!(entry.recipients[0].state, RecipientState::Delivered);
+    assert_eq!(
+        entry.recipients[1].state,
+        RecipientState::Bounced { notified: false }
+    );
+    assert!(entry.owes_failure_dsn());
+    assert_eq!(entry.finished_at_index, Some(4));
+}
+
+#[test]
+fn one_operator_command_acts_on_many_and_reports_each_refusal() {
+    let mut state = QueueState::default();
+    run(
+        &mut state,
+        &[enqueue("<a@x>", 1, 1), enqueue("<b@x>", 2, 1)],
+    );
+    let applied = state.apply(
+        3,
+        &Command::Operator {
+            action: OperatorAction::Hold,
+            ids: vec![QueueId(1), QueueId(2), QueueId(77)],
+            at: UnixMillis(5),
+        },
+    );
+    assert_eq!(
+        applied.response,
+        Response::Batch {
+            rejected: vec![Rejection::UnknownMessage(QueueId(77))]
+        }
+    );
+    assert_eq!(
+        applied.changes,
+        vec![Change::Entry(QueueId(1)), Change::Entry(QueueId(2))]
+    );
+    assert!(
+        state
+            .entries
+            .values()
+            .all(|e| e.state == MessageState::Held)
+    );
+}
+
+#[test]
+fn a_drained_node_takes_no_delivery_work_until_undrained() {
+    let mut state = QueueState::default();
+    let drain = |drained| Command::Drain {
+        node: 2,
+        drained,
+        at: UnixMillis(1),
+    };
+    state.apply(1, &drain(true));
+    assert!(!state.fleet.takes_delivery_work(2));
+    assert!(state.fleet.takes_delivery_work(1));
+    state.apply(2, &drain(false));
+    assert!(state.fleet.takes_delivery_work(2));
+}
+
+#[test]
+fn caught_resubmissions_are_counted() {
+    let mut state = QueueState::default();
+    run(
+        &mut state,
+        &[
+            enqueue("<a@x>", 1, 1),
+            enqueue("<a@x>", 2, 2),
+            enqueue("<a@x>", 3, 3),
+        ],
+    );
+    assert_eq!(state.entries.len(), 1);
+    assert_eq!(state.fleet.duplicate_submissions, 2);
+}
+
+#[test]
+fn finished_messages_are_forgotten_only_after_their_dedup_record_is_gone() {
+    let mut state = QueueState::default();
+    run(
+        &mut state,
+        &[
+            enqueue("<a@x>", 1, 1),
+            enqueue("<b@x>", 2, 1),
+            assign(1, 7, 10, 100),
+            outcome(3, 20, OutcomeStatus::Delivered),
+        ],
+    );
+    // Delivered, but its dedup record still guards against a resubmission.
+    let applied = state.apply(
+        5,
+        &Command::ForgetFinished {
+            before: UnixMillis(1_000),
+        },
+    );
+    assert_eq!(applied.changes, vec![]);
+    state.apply(
+        6,
+        &Command::ExpireDedup {
+            now: UnixMillis(WINDOW + 10),
+        },
+    );
+    assert!(state.dedup.is_empty());
+    // Not before its last event...
+    state.apply(
+        7,
+        &Command::ForgetFinished {
+            before: UnixMillis(20),
+        },
+    );
+    assert_eq!(state.entries.len(), 2);
+    // ...then forgotten; the live message stays.
+    let applied = state.apply(
+        8,
+        &Command::ForgetFinished {
+            before: UnixMillis(21),
+        },
+    );
+    assert_eq!(applied.changes, vec![Change::Entry(QueueId(1))]);
+    assert_eq!(
+        state.entries.keys().copied().collect::<Vec<_>>(),
+        vec![QueueId(2)]
+    );
 }

@@ -206,7 +206,13 @@ fn check_admin(
         .enumerate()
         .map(|(i, token)| admin_token(report, &format!("admin.tokens[{i}]"), token, checks))
         .collect();
-    let has_client_ca = matches!(&tls, Some(Some(AdminTls { client_ca: Some(_), .. })));
+    let has_client_ca = matches!(
+        &tls,
+        Some(Some(AdminTls {
+            client_ca: Some(_),
+            ..
+        }))
+    );
     if tokens.is_empty() && !has_client_ca {
         report.push(
             "admin.tokens",
@@ -274,7 +280,10 @@ fn admin_tls(
             Some(None)
         }
         _ => {
-            report.push("admin", "tls_cert and tls_key go together: set both or neither");
+            report.push(
+                "admin",
+                "tls_cert and tls_key go together: set both or neither",
+            );
             None
         }
     }
@@ -290,7 +299,7 @@ fn admin_token(
         Some(name) if !name.trim().is_empty() => Some(name),
         _ => {
             report.push(
-                &format!("{key}.name"),
+                format!("{key}.name"),
                 "is required: a label for the audit log, e.g. name = \"ops\"",
             );
             None
@@ -298,7 +307,9 @@ fn admin_token(
     };
     let secret = match (raw.secret_file, raw.secret_sha256) {
         (Some(path), None) => token_file(report, &format!("{key}.secret_file"), &path, checks),
-        (None, Some(hex_digest)) => sha256_hex(report, &format!("{key}.secret_sha256"), &hex_digest),
+        (None, Some(hex_digest)) => {
+            sha256_hex(report, &format!("{key}.secret_sha256"), &hex_digest)
+        }
         (Some(_), Some(_)) => {
             report.push(key, "give secret_file or secret_sha256, not both");
             None
@@ -316,7 +327,7 @@ fn admin_token(
         Some(words) => permissions(report, &format!("{key}.permissions"), &words),
         None => {
             report.push(
-                &format!("{key}.permissions"),
+                format!("{key}.permissions"),
                 "is required, e.g. permissions = [\"view\", \"queue\"] (also \"cluster\", \"read-body\")",
             );
             None

@@ -3,6 +3,7 @@
 //! `[smtp]`, `[delivery]` and `[[relay_domains]]` have their own files under `tests/`.
 
 mod delivery;
+mod operations;
 mod relay_domains;
 mod smtp;
 

@@ -15,21 +15,64 @@ use crate::types::PeerNode;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum ForwardedWrite {
     Command(Command),
-    AddLearner { id: NodeId, node: PeerNode },
-    Promote { id: NodeId },
-    Remove { id: NodeId },
-    TransferLeader { to: NodeId },
+    AddLearner {
+        id: NodeId,
+        node: PeerNode,
+    },
+    Promote {
+        id: NodeId,
+    },
+    Remove {
+        id: NodeId,
+    },
+    TransferLeader {
+        to: NodeId,
+    },
+    /// Not a write: the leader confirms it still leads (a quorum round) and answers its
+    /// commit index, which the asking node then waits to apply (a linearizable read).
+    ReadIndex,
+    /// Not a write: the leader's replication view of every member.
+    LeaderView,
 }
 
 /// What the leader answers for a forwarded write.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum ForwardedResponse {
     /// The command's answer, and the log index it was committed at.
-    Command { response: Response, log_index: u64 },
+    Command {
+        response: Response,
+        log_index: u64,
+    },
     /// A membership change committed at this log index.
-    Membership { log_index: u64 },
+    Membership {
+        log_index: u64,
+    },
     /// Leadership transfer started.
     TransferStarted,
+    /// Everything committed up to this index must be applied before reading.
+    ReadIndex {
+        log_index: u64,
+    },
+    LeaderView(LeaderView),
+}
+
+/// The leader's view of replication, for `mxfleet cluster status` on any node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    pub leader: NodeId,
+    pub last_log_index: Option<u64>,
+    pub members: Vec<MemberReplication>,
+}
+
+/// How far one member has replicated, as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReplication {
+    pub id: NodeId,
+    /// The highest log index the leader knows the member holds.
+    pub matched_index: Option<u64>,
+    /// Milliseconds since the member last acknowledged the leader (`None`: never; the
+    /// leader itself: 0).
+    pub since_ack_ms: Option<u64>,
 }
 
 impl ForwardedResponse {
@@ -37,8 +80,9 @@ impl ForwardedResponse {
     pub(crate) fn log_index(&self) -> Option<u64> {
         match self {
             ForwardedResponse::Command { log_index, .. }
-            | ForwardedResponse::Membership { log_index } => Some(*log_index),
-            ForwardedResponse::TransferStarted => None,
+            | ForwardedResponse::Membership { log_index }
+            | ForwardedResponse::ReadIndex { log_index } => Some(*log_index),
+            ForwardedResponse::TransferStarted | ForwardedResponse::LeaderView(_) => None,
         }
     }
 }

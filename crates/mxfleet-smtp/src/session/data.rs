@@ -18,6 +18,7 @@ use super::{Session, SessionEnd, Stop, Transaction};
 use crate::data::{BareLineEndings, DataReceiver};
 use crate::headers::HeaderCapture;
 use crate::intake::{BodySink, IntakeError};
+use crate::metrics::RejectReason;
 use crate::reply::Reply;
 
 /// More `Received:` headers than this means the message is looping (RFC 5321 §6.3).
@@ -32,6 +33,19 @@ fn intake_reply(error: &IntakeError) -> Reply {
         IntakeError::TooLarge { .. } => {
             Reply::new(552, "5.3.4", "Message size exceeds fixed limit")
         }
+    }
+}
+
+/// Why DATA refused a message: the intake's error when there was one, else the check
+/// that chose the reply (each uses its own enhanced status code).
+fn rejection_reason(reply: &Reply, error: Option<&IntakeError>) -> RejectReason {
+    match (error, reply.status) {
+        (Some(IntakeError::NoQuorum(_)), _) => RejectReason::NoQuorum,
+        (Some(IntakeError::StorageFull(_)), _) => RejectReason::StorageFull,
+        (Some(IntakeError::TooLarge { .. }), _) | (None, "5.3.4") => RejectReason::MessageTooLarge,
+        (None, "5.6.0") => RejectReason::BareLineEnding,
+        (None, "5.4.6") => RejectReason::MailLoop,
+        (Some(IntakeError::Unavailable(_)), _) | (None, _) => RejectReason::QueueUnavailable,
     }
 }
 
@@ -237,8 +251,11 @@ impl Session {
         let tls = self.tls.as_deref().unwrap_or("none");
         let cause = error.map(|e| e.to_string()).unwrap_or_default();
         if reply.is_error() {
+            let reason = rejection_reason(reply, error);
+            self.config.metrics.rejected(reason);
             info!(client = %self.client.addr, helo, protocol, tls, from = %from, to = %to.join(","), size, reply = %reply, cause, "smtp_message_rejected");
         } else {
+            self.config.metrics.message_accepted(size);
             info!(client = %self.client.addr, helo, protocol, tls, from = %from, to = %to.join(","), size, queue_id, duplicate, reply = %reply, "smtp_message_accepted");
         }
     }

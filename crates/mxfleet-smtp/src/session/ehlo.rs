@@ -2,12 +2,14 @@
 //! extensions (EHLO only). HELO is enough to send mail; one of them must come first.
 
 use super::{Greeting, Session, Stop};
+use crate::metrics::RejectReason;
 use crate::policy::check_helo;
 use crate::reply::Reply;
 
 impl Session {
     pub(super) fn ehlo(&mut self, host: String, extended: bool) -> Result<(), Stop> {
         if let Err(reply) = check_helo(&host) {
+            self.config.metrics.rejected(RejectReason::InvalidHelo);
             return self.error_reply(reply);
         }
         // RFC 5321 §4.1.4: EHLO/HELO in the middle of a session resets the transaction.

@@ -5,6 +5,7 @@ use smtp_proto::{MAIL_SMTPUTF8, MailFrom};
 use tracing::info;
 
 use super::{Session, SessionEnd, Stop, Transaction};
+use crate::metrics::RejectReason;
 use crate::reply::Reply;
 
 impl Session {
@@ -24,15 +25,18 @@ impl Session {
                     self.config.hostname
                 ),
             );
+            self.config.metrics.rejected(RejectReason::TooManyMessages);
             return self.close_with(reply, SessionEnd::LimitReached);
         }
         let max = self.config.limits.max_message_size;
         if from.size as u64 > max {
             info!(client = %self.client.addr, declared = from.size, limit = max, "smtp_size_refused");
+            self.config.metrics.rejected(RejectReason::MessageTooLarge);
             return self.error_reply(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if !smtputf8 && !from.address.is_ascii() {
+            self.config.metrics.rejected(RejectReason::Smtputf8Required);
             return self.error_reply(Reply::new(
                 553,
                 "5.6.7",
@@ -43,6 +47,7 @@ impl Session {
             Ok(sender) => sender,
             Err(reply) => {
                 info!(client = %self.client.addr, from = %from.address, reply = %reply, "smtp_sender_rejected");
+                self.config.metrics.rejected(RejectReason::BadSenderAddress);
                 return self.error_reply(reply);
             }
         };

@@ -106,6 +106,8 @@ pub async fn run_session<S: SessionStream + 'static>(
     intake: Arc<dyn MessageIntake>,
     shutdown: CancellationToken,
 ) -> SessionEnd {
+    let metrics = config.metrics.clone();
+    let _active = metrics.session_started();
     let mut session = Session {
         io: Some(Box::new(stream)),
         input: Vec::new(),
@@ -122,6 +124,7 @@ pub async fn run_session<S: SessionStream + 'static>(
         transactions: 0,
     };
     let end = session.run().await;
+    metrics.session_ended(end);
     info!(client = %client.addr, end = ?end, "smtp_session_closed");
     end
 }
@@ -253,6 +256,7 @@ impl Session {
     }
 
     fn queue_reply(&mut self, reply: &Reply) {
+        self.config.metrics.reply_sent(reply);
         self.output.extend_from_slice(reply.to_wire().as_bytes());
     }
 

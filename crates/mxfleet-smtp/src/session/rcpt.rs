@@ -6,6 +6,7 @@ use smtp_proto::RcptTo;
 use tracing::info;
 
 use super::{Session, Stop};
+use crate::metrics::RejectReason;
 use crate::reply::Reply;
 
 impl Session {
@@ -15,6 +16,7 @@ impl Session {
             return self.error_reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
         };
         if !transaction.smtputf8 && !to.address.is_ascii() {
+            self.config.metrics.rejected(RejectReason::Smtputf8Required);
             return self.error_reply(Reply::new(
                 553,
                 "5.6.7",
@@ -23,6 +25,9 @@ impl Session {
         }
         if transaction.recipients.len() >= max_recipients {
             // RFC 5321 §4.5.3.1.10: a temporary failure; the client sends the rest later.
+            self.config
+                .metrics
+                .rejected(RejectReason::TooManyRecipients);
             return self.ok(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         match self.config.policy.current().check_recipient(&to.address) {
@@ -42,6 +47,8 @@ impl Session {
                     reply = %reply,
                     "smtp_recipient_rejected"
                 );
+                let reason = RejectReason::of_recipient_reply(&reply);
+                self.config.metrics.rejected(reason);
                 self.error_reply(reply)
             }
         }

@@ -106,5 +106,6 @@ pub fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
         tls: None,
         policy: Arc::new(PolicyHandle::new(policy)),
         etrn_networks: Vec::new(),
+        metrics: Default::default(),
     })
 }

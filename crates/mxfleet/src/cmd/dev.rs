@@ -5,7 +5,9 @@
 //! built-in one (`dev_primary`, which writes what it receives to `primary/*.eml`) or
 //! the one given with `--primary`. It bootstraps the cluster, sends a demo message
 //! through a follower and waits for the primary to get it, prints the endpoints and a
-//! command that sends a test mail, and runs until Ctrl-C.
+//! command that sends a test mail, and runs until Ctrl-C. Each node serves its metrics
+//! on an ephemeral loopback port; log lines say `node=dev site=local` (all nodes share
+//! this process's log).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use clap::Args;
 use mxfleet_core::Envelope;
 use mxfleet_delivery::route::{NextHop, Route};
 use mxfleet_delivery::{DeliveryConfig, DestinationPolicy};
+use mxfleet_node::config::{AdminConfig, AdminPermission, AdminToken, TokenSecret};
 use mxfleet_node::node::SmtpService;
 use mxfleet_node::{DeliverySetup, Node, delivery_setup};
 use mxfleet_queue::{InitialMember, PeerTls, QueueConfig};
@@ -40,6 +43,10 @@ pub struct DevArgs {
     /// Deliver to this primary (`host:port`) instead of the built-in one.
     #[arg(long)]
     primary: Option<std::net::SocketAddr>,
+    /// Node N serves the admin API on 127.0.0.1:(admin-port + N - 1); a busy port
+    /// falls back to an ephemeral one.
+    #[arg(long, default_value_t = 7402)]
+    admin_port: u16,
 }
 
 /// Senders' domains the built-in primary also takes mail for, so that DSNs to the
@@ -107,6 +114,7 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
                     RecipientRule::CatchAll,
                 )]))),
                 etrn_networks: Vec::new(),
+                metrics: Default::default(),
             }),
             connections: Default::default(),
         };
@@ -123,6 +131,24 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         .collect();
     nodes[0].1.queue().bootstrap(&members).await?;
     let leader = wait_for_leader(&nodes).await?;
+    let token_file = root.join("admin.token");
+    let admin = dev_admin(&token_file)?;
+    let mut admin_addrs = Vec::new();
+    for (index, (_, node)) in nodes.iter().enumerate() {
+        let mut config = admin.clone();
+        config.listen = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            args.admin_port.saturating_add(index as u16),
+        ));
+        let addr = match node.start_admin(&config).await {
+            Ok(addr) => addr,
+            Err(_) => {
+                config.listen = "127.0.0.1:0".parse()?;
+                node.start_admin(&config).await?
+            }
+        };
+        admin_addrs.push(addr);
+    }
 
     // Prove the write path: through a follower (forwarded), replicated everywhere.
     let via = nodes
@@ -150,18 +176,19 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         root.display()
     );
     println!(
-        "  {:<5} {:<7} {:<22} {:<22} role",
-        "node", "site", "smtp", "peer (gRPC)"
+        "  {:<5} {:<7} {:<22} {:<22} {:<22} role",
+        "node", "site", "smtp", "peer (gRPC)", "admin (gRPC)"
     );
-    for (site, node) in &nodes {
+    for ((site, node), admin_addr) in nodes.iter().zip(&admin_addrs) {
         let status = node.queue().status();
         let smtp = node.smtp_addr().map(|a| a.to_string()).unwrap_or_default();
         println!(
-            "  {:<5} {:<7} {:<22} {:<22} {}",
+            "  {:<5} {:<7} {:<22} {:<22} {:<22} {}",
             status.node_id,
             site,
             smtp,
             node.queue().advertise_addr(),
+            admin_addr,
             status.role
         );
     }
@@ -202,6 +229,21 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
             smtp.port()
         );
     }
+    if let Some(admin_addr) = admin_addrs.first() {
+        println!("  admin CLI (any node's admin port works):");
+        println!(
+            "    export MXFLEET_ENDPOINT=http://{admin_addr} MXFLEET_TOKEN_FILE={}",
+            token_file.display()
+        );
+        println!("    mxfleet cluster status; mxfleet queue list; mxfleet queue stats");
+    }
+    // Prometheus endpoints: one per node, each with its own registry.
+    let mut metrics_urls = Vec::new();
+    for (_, node) in &nodes {
+        let addr = node.serve_metrics("127.0.0.1:0".parse()?).await?;
+        metrics_urls.push(format!("http://{addr}/metrics"));
+    }
+    println!("  metrics (Prometheus): {}", metrics_urls.join(" "));
     println!("ready; Ctrl-C to stop");
 
     let signal = mxfleet_node::signals::stop_requested().await?;
@@ -231,6 +273,36 @@ async fn wait_for_leader(nodes: &[(&str, Node)]) -> anyhow::Result<u64> {
         anyhow::ensure!(Instant::now() < until, "no leader elected within 15 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The dev cluster's admin settings: loopback, plaintext, and one token with every
+/// permission, written to `token_file` (mode 0600) for the CLI to read.
+fn dev_admin(token_file: &std::path::Path) -> anyhow::Result<AdminConfig> {
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    write_private(token_file, &token)?;
+    Ok(AdminConfig {
+        listen: "127.0.0.1:0".parse()?,
+        tls: None,
+        tokens: vec![AdminToken {
+            name: "dev".into(),
+            secret: TokenSecret::Sha256(TokenSecret::digest_of(&token)),
+            permissions: AdminPermission::ALL.into_iter().collect(),
+        }],
+        client_cert_permissions: Default::default(),
+    })
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
 }
 
 /// Delivery for dev node `id`: everything (the relay domain, and DSNs to any sender)

@@ -134,6 +134,7 @@ pub async fn start(
         tls: None,
         policy: Arc::new(PolicyHandle::new(policy)),
         etrn_networks: Vec::new(),
+        metrics: Default::default(),
     });
     let intake = Arc::new(MailDrop {
         dir,

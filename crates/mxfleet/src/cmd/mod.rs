@@ -1,5 +1,9 @@
 //! One module per subcommand. Each `run` returns the process exit code.
+//!
+//! - `serve`, `dev` (+ `dev_primary`), `config`, `loadgen`: one file each.
+//! - `admin`: the admin API clients, `cluster …` and `queue …`.
 
+pub mod admin;
 pub mod config;
 pub mod dev;
 mod dev_primary;
@@ -8,6 +12,11 @@ pub mod serve;
 
 /// Exit code: the operation failed.
 pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage (what clap exits with for a bad flag).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the service is unavailable; retrying later or elsewhere may help
+/// (sysexits EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
 /// Exit code: the configuration is invalid (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
 

@@ -1,11 +1,14 @@
 //! `mxfleet serve --config FILE`: run one fleet member until SIGTERM or SIGINT.
 //!
 //! The configuration is validated completely before any socket is bound; an invalid
-//! file prints every problem with its key path and exits 64.
+//! file prints every problem with its key path and exits 64. Logging starts once the
+//! configuration is loaded: in its `[log] format` (unless `--log-format` says
+//! otherwise), every line stamped with the node's name and site.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use mxfleet_node::config::LogFormat;
 use mxfleet_node::{Node, queue_config};
 use tracing::{error, info};
 
@@ -18,7 +21,7 @@ pub struct ServeArgs {
     config: PathBuf,
 }
 
-pub async fn run(args: ServeArgs) -> u8 {
+pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
     let config = match mxfleet_node::config::load(&args.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -26,6 +29,13 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    crate::logging::init(
+        log_format.unwrap_or(config.log_format),
+        Some(crate::logging::LogIdentity {
+            node: config.node.name.clone(),
+            site: config.node.site.clone(),
+        }),
+    );
     let queue_config = match queue_config(&config) {
         Ok(queue_config) => queue_config,
         Err(e) => {
@@ -55,12 +65,34 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let admin_addr = match &config.admin {
+        Some(admin) => match node.start_admin(admin).await {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                error!(cause = %e, "node_start_failed");
+                node.shutdown(SHUTDOWN_DEADLINE).await;
+                return EXIT_FAILED;
+            }
+        },
+        None => None,
+    };
+    let metrics_addr = match config.metrics_listen {
+        Some(listen) => match node.serve_metrics(listen).await {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                error!(cause = %e, "node_start_failed");
+                node.shutdown(SHUTDOWN_DEADLINE).await;
+                return EXIT_FAILED;
+            }
+        },
+        None => None,
+    };
     info!(
         node_id = config.node.id,
-        name = %config.node.name,
-        site = %config.node.site,
         peer_addr = %node.queue().peer_addr(),
         smtp_addr = %node.smtp_addr().map(|a| a.to_string()).unwrap_or_default(),
+        admin_addr = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+        metrics_addr = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         "node_ready"
     );
     let mut reloads = match mxfleet_node::signals::reload_requests() {

@@ -1,0 +1,113 @@
+//! The metrics endpoint: HTTP/1.1 (hyper) on its own listener. `GET /metrics` (and
+//! `HEAD`) answers the node's metrics in the OpenMetrics text format; other methods on
+//! `/metrics` get `405`, every other path `404`. No TLS and no authentication: bind it
+//! to an address only the Prometheus server reaches.
+//!
+//! Lifecycle: [`serve`] accepts until the node's shutdown token is cancelled. Each
+//! connection runs on the node's `TaskTracker`; on shutdown it finishes the response in
+//! progress and closes (hyper's graceful shutdown), so the tracker drains promptly.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::NodeMetrics;
+
+/// A client that does not finish sending its request headers in this time is dropped.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: NodeMetrics,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(listen = %local, "metrics_listening");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, client) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                warn!(cause = %e, "metrics_accept_failed");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let service = service_fn(move |request| answer(request, metrics.clone()));
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(client = %client, cause = %e, "metrics_connection_failed");
+            }
+        });
+    }
+    info!(listen = %local, "metrics_listener_stopped");
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    metrics: NodeMetrics,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method();
+    if request.uri().path() != "/metrics" {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found; try /metrics\n"));
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
+    }
+    // Encoding walks the whole queue state: keep it off the async workers.
+    let text = tokio::task::spawn_blocking(move || metrics.encode())
+        .await
+        .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(super::CONTENT_TYPE));
+    Ok(response)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

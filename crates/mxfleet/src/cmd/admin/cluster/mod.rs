@@ -1,0 +1,295 @@
+//! `mxfleet cluster …`: see and change the fleet's membership.
+//!
+//! - `status [--linearizable]`: leader, term, indices, members, reachability (status.rs).
+//! - `add ID ADDR --site SITE`: join a node as a learner.
+//! - `promote ID`: make a learner a voter.
+//! - `remove ID`: take a node out of the cluster.
+//! - `transfer-leader ID`: hand leadership to another voter.
+//! - `drain ID [--undo]`: stop SMTP intake and delivery on a node, or resume them.
+//!
+//! `status` needs the token permission `view`; the others need `cluster`. With `--json`
+//! the changes print a `MembershipJson` document, `status` a `ClusterStatusJson`.
+
+mod status;
+
+use clap::{Args, Subcommand};
+use mxfleet_proto::admin::v1::{AddLearnerRequest, DrainRequest, NodeRequest};
+
+use super::connection::{Admin, ClientArgs};
+use super::error::{CliError, Rpc};
+use super::json::MembershipJson;
+use super::{env_token, finish, print_json, print_text};
+
+const ADD_LEARNER: Rpc = Rpc {
+    name: "ClusterAdmin.AddLearner",
+    permission: "cluster",
+};
+const PROMOTE: Rpc = Rpc {
+    name: "ClusterAdmin.Promote",
+    permission: "cluster",
+};
+const REMOVE: Rpc = Rpc {
+    name: "ClusterAdmin.Remove",
+    permission: "cluster",
+};
+const TRANSFER_LEADER: Rpc = Rpc {
+    name: "ClusterAdmin.TransferLeader",
+    permission: "cluster",
+};
+const DRAIN: Rpc = Rpc {
+    name: "ClusterAdmin.Drain",
+    permission: "cluster",
+};
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Show the leader, term, log indices, each member's replication and health, and
+    /// which nodes reach which destinations.
+    Status {
+        /// Have the node confirm with the leader that it is up to date before answering.
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Join a node as a learner: it copies the log but does not vote until promoted.
+    Add {
+        /// The new node's id (`[node] id` in its configuration).
+        id: u64,
+        /// Its peer address as HOST:PORT (`[peer]` in its configuration).
+        #[arg(value_parser = parse_peer_addr)]
+        addr: String,
+        /// Its site, e.g. fra1 (`[node] site`).
+        #[arg(long)]
+        site: String,
+    },
+    /// Make a learner a voter, once it has caught up (LAG in `cluster status`).
+    Promote {
+        /// The node id.
+        id: u64,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        /// The node id.
+        id: u64,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        /// The voter that should lead.
+        id: u64,
+    },
+    /// Stop SMTP intake (421 4.3.2) and delivery on a node and move its work to the
+    /// others; --undo puts it back into service.
+    Drain {
+        /// The node id.
+        id: u64,
+        /// Put a drained node back into service.
+        #[arg(long)]
+        undo: bool,
+    },
+}
+
+fn parse_peer_addr(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(text.to_owned())
+        }
+        _ => Err("write the peer address as HOST:PORT, e.g. 10.0.0.4:7401".to_owned()),
+    }
+}
+
+/// Runs one `cluster` subcommand; returns the exit code.
+pub async fn run(args: ClusterArgs) -> u8 {
+    finish(dispatch(args).await)
+}
+
+async fn dispatch(args: ClusterArgs) -> Result<u8, CliError> {
+    let admin = Admin::connect(&args.client, env_token()).await?;
+    let mut cluster = admin.cluster();
+    let json = args.client.json;
+    let change = |command: &'static str, node: u64| MembershipJson {
+        command,
+        node,
+        log_index: None,
+        leader: None,
+        leased_messages: None,
+    };
+    let (document, text) = match args.command {
+        ClusterCommand::Status { linearizable } => {
+            return status::run(&admin, linearizable, json).await;
+        }
+        ClusterCommand::Add { id, addr, site } => {
+            let request = AddLearnerRequest {
+                id,
+                addr: addr.clone(),
+                site: site.clone(),
+            };
+            let reply = admin
+                .call(ADD_LEARNER, cluster.add_learner(admin.request(request)))
+                .await?;
+            let text = format!(
+                "node {id} joined as a learner at {addr} (site {site}), log index {}\n\
+                 once it has caught up (LAG in `mxfleet cluster status`), make it a voter \
+                 with `mxfleet cluster promote {id}`\n",
+                reply.log_index
+            );
+            (
+                MembershipJson {
+                    log_index: Some(reply.log_index),
+                    ..change("add", id)
+                },
+                text,
+            )
+        }
+        ClusterCommand::Promote { id } => {
+            let call = cluster.promote(admin.request(NodeRequest { id }));
+            let reply = admin.call(PROMOTE, call).await?;
+            let text = format!("node {id} is a voter now (log index {})\n", reply.log_index);
+            (
+                MembershipJson {
+                    log_index: Some(reply.log_index),
+                    ..change("promote", id)
+                },
+                text,
+            )
+        }
+        ClusterCommand::Remove { id } => {
+            let call = cluster.remove(admin.request(NodeRequest { id }));
+            let reply = admin.call(REMOVE, call).await?;
+            let text = format!("node {id} was removed (log index {})\n", reply.log_index);
+            (
+                MembershipJson {
+                    log_index: Some(reply.log_index),
+                    ..change("remove", id)
+                },
+                text,
+            )
+        }
+        ClusterCommand::TransferLeader { id } => {
+            let call = cluster.transfer_leader(admin.request(NodeRequest { id }));
+            let reply = admin.call(TRANSFER_LEADER, call).await?;
+            let text = match reply.leader {
+                Some(leader) if leader == id => format!("node {id} leads now\n"),
+                Some(leader) => format!(
+                    "asked node {id} to take over; node {leader} still leads (check \
+                     `mxfleet cluster status`)\n"
+                ),
+                None => format!(
+                    "asked node {id} to take over; no leader is known yet (check \
+                     `mxfleet cluster status`)\n"
+                ),
+            };
+            (
+                MembershipJson {
+                    leader: reply.leader,
+                    ..change("transfer-leader", id)
+                },
+                text,
+            )
+        }
+        ClusterCommand::Drain { id, undo } => {
+            let call = cluster.drain(admin.request(DrainRequest { id, undo }));
+            let reply = admin.call(DRAIN, call).await?;
+            let text = if undo {
+                format!(
+                    "node {id} is back in service (log index {})\n",
+                    reply.log_index
+                )
+            } else {
+                format!(
+                    "node {id} is drained (log index {}): it takes no SMTP and no delivery \
+                     work; {} message(s) still leased to it come back to the queue as it \
+                     returns them or their leases end\n",
+                    reply.log_index, reply.leased_messages
+                )
+            };
+            let command = if undo { "undrain" } else { "drain" };
+            let document = MembershipJson {
+                log_index: Some(reply.log_index),
+                leased_messages: Some(reply.leased_messages),
+                ..change(command, id)
+            };
+            (document, text)
+        }
+    };
+    if json {
+        print_json(&document)?
+    } else {
+        print_text(&text)?
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mxfleet_testkit::tls::TestCa;
+
+    use super::*;
+    use crate::cmd::admin::fake_node::FakeNode;
+
+    #[tokio::test]
+    async fn status_is_read_over_grpc() {
+        let node = FakeNode::new(0);
+        let admin = node.connect(Duration::from_secs(10)).await;
+        assert_eq!(status::run(&admin, true, true).await.unwrap(), 0);
+        assert_eq!(node.seen.lock().unwrap().authorization.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_takes_the_ca_and_the_client_certificate_from_files() {
+        let ca = TestCa::new("admin test CA");
+        let node = FakeNode::new(0);
+        let mut args = node.start_tls(&ca).await;
+        let dir = tempfile::tempdir().unwrap();
+        let client = ca.issue("operator");
+        for (name, pem) in [
+            ("ca.pem", ca.ca_pem()),
+            ("c.pem", client.cert_pem),
+            ("k.pem", client.key_pem),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        args.ca_cert = Some(dir.path().join("ca.pem"));
+        args.client_cert = Some(dir.path().join("c.pem"));
+        args.client_key = Some(dir.path().join("k.pem"));
+        let admin = Admin::connect(&args, None).await.unwrap();
+        assert_eq!(status::run(&admin, false, true).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_certificate_from_another_ca_is_unreachable_with_a_tls_hint() {
+        let node = FakeNode::new(0);
+        let mut args = node.start_tls(&TestCa::new("the node's CA")).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            TestCa::new("another CA").ca_pem(),
+        )
+        .unwrap();
+        args.ca_cert = Some(dir.path().join("ca.pem"));
+        let error = match Admin::connect(&args, None).await {
+            Ok(admin) => status::run(&admin, false, true).await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert_eq!(error.exit_code(), 69, "{error}");
+        assert!(error.to_string().contains("check --ca-cert"), "{error}");
+    }
+
+    #[test]
+    fn peer_addresses_need_a_host_and_a_port() {
+        assert!(parse_peer_addr("10.0.0.4:7401").is_ok());
+        assert!(parse_peer_addr("[2001:db8::4]:7401").is_ok());
+        assert!(parse_peer_addr("mx4.example.net:7401").is_ok());
+        for bad in ["10.0.0.4", ":7401", "mx4:0", "mx4:http"] {
+            assert!(parse_peer_addr(bad).is_err(), "{bad}");
+        }
+    }
+}
