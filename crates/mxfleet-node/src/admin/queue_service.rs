@@ -148,7 +148,9 @@ impl QueueAdmin for QueueAdminService {
         let request = request.into_inner();
         linearize_if(&self.queue, request.linearizable).await?;
         let entry = self.entry(parse_id(&request.id)?)?;
-        let headers = if entry.state.is_final() {
+        // A finished message's body stays until it is collected; a deleted one's is
+        // not worth fetching from peers.
+        let headers = if entry.state == MessageState::Deleted {
             String::new()
         } else {
             self.headers(&entry).await

@@ -25,6 +25,9 @@
 //!   possible duplicate delivery to the primary).
 //! - `mxfleet_delivery_fencing_rejections_total` (counter): outcomes refused for a
 //!   stale fencing token.
+//! - `mxfleet_queue_duplicate_submissions_total` (counter): sender resubmissions the
+//!   dedup index caught.
+//! - `mxfleet_node_drained` (gauge): 1 while an operator has drained this node.
 //! - `mxfleet_delivery_lost_after_dot_total` (counter): attempts whose connection
 //!   dropped after the final dot (possibly delivered).
 
@@ -94,6 +97,8 @@ struct QueueSnapshot {
     internal_redeliveries: u64,
     fencing_rejections: u64,
     lost_after_dot: u64,
+    duplicate_submissions: u64,
+    drained: std::collections::BTreeSet<u64>,
 }
 
 /// The exposed state of a message that still waits for delivery.
@@ -124,6 +129,8 @@ impl QueueSnapshot {
             internal_redeliveries: state.fleet.lapsed_reassignments,
             fencing_rejections: state.fleet.stale_outcomes,
             lost_after_dot: state.fleet.lost_after_dot,
+            duplicate_submissions: state.fleet.duplicate_submissions,
+            drained: state.fleet.drained.clone(),
             ..QueueSnapshot::default()
         };
         for entry in state.entries.values() {
@@ -361,6 +368,11 @@ fn encode_queue(
             "Delivery attempts whose connection dropped after the final dot (possibly delivered).",
             snapshot.lost_after_dot,
         ),
+        (
+            "mxfleet_queue_duplicate_submissions",
+            "Sender resubmissions the dedup index caught: stored and delivered once.",
+            snapshot.duplicate_submissions,
+        ),
     ] {
         single(encoder, name, help, None, ConstCounter::new(value))?;
     }
@@ -392,6 +404,13 @@ impl Collector for FleetCollector {
         // rather than failing the whole scrape.
         if let Ok(snapshot) = self.queue.read_state(QueueSnapshot::take) {
             encode_queue(&mut encoder, &snapshot, self.queue.clock_now().0)?;
+            single(
+                &mut encoder,
+                "mxfleet_node_drained",
+                "1 while an operator has drained this node (no SMTP intake, no delivery work).",
+                None,
+                ConstGauge::new(i64::from(snapshot.drained.contains(&status.node_id))),
+            )?;
         }
         Ok(())
     }

@@ -136,6 +136,10 @@ fn rpc_message(endpoint: &str, rpc: Rpc, status: &Status, token_sent: bool) -> S
             "{} timed out on {endpoint}: {said}; retry, or raise --timeout",
             rpc.name
         ),
+        // The node's own message may already say where tokens come from.
+        Code::Unauthenticated if said.contains("MXFLEET_TOKEN") => {
+            format!("{endpoint} did not accept the call: {said}")
+        }
         Code::Unauthenticated if token_sent => format!(
             "{endpoint} refused the token: {said}; check MXFLEET_TOKEN or the --token-file \
              (MXFLEET_TOKEN_FILE) against the node's [[admin.tokens]]"
@@ -311,6 +315,15 @@ mod tests {
         );
         let wrong = rpc_error(Status::unauthenticated("unknown token"), true).to_string();
         assert!(wrong.contains("refused the token"), "{wrong}");
+        let hinted = rpc_error(
+            Status::unauthenticated("no credentials: use MXFLEET_TOKEN"),
+            false,
+        );
+        assert_eq!(
+            hinted.to_string().matches("MXFLEET_TOKEN").count(),
+            1,
+            "{hinted}"
+        );
         let denied = rpc_error(Status::permission_denied("token ops lacks view"), true).to_string();
         assert!(denied.contains("token ops lacks view"), "{denied}");
         assert!(denied.contains("the `view` permission"), "{denied}");

@@ -111,6 +111,15 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// When the next attempt is due, for the states that wait for one (queued, deferred);
+/// `-` for the others, whose stored time no longer means anything.
+pub fn next_attempt(state: i32, at_ms: u64, now_ms: u64) -> String {
+    match MessageState::try_from(state) {
+        Ok(MessageState::Queued | MessageState::Deferred) => relative(at_ms, now_ms),
+        _ => "-".to_owned(),
+    }
+}
+
 /// An envelope sender for display: the null sender is `<>`.
 pub fn sender(address: &str) -> String {
     if address.is_empty() {
@@ -198,6 +207,12 @@ mod tests {
         assert_eq!(relative(now + 300_000, now), "in 5m");
         assert_eq!(relative(now + 10, now), "now");
         assert_eq!(relative(0, now), "-");
+        let deferred = MessageState::Deferred as i32;
+        assert_eq!(next_attempt(deferred, now + 300_000, now), "in 5m");
+        assert_eq!(
+            next_attempt(MessageState::Delivered as i32, now - 1000, now),
+            "-"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! may be added but none renamed or removed. Conventions:
 //! - times are Unix milliseconds in fields ending in `_ms`, and `null` when unset;
 //! - ages and durations are whole seconds in fields ending in `_seconds`;
-//! - sizes are bytes; queue ids are decimal strings, node ids numbers;
+//! - sizes are bytes; queue ids are strings as the node prints them (e.g. `00000000000B`),
+//!   node ids numbers;
 //! - message states are the `--state` words: `queued`, `deferred`, `held`, `in-flight`,
 //!   `delivered`, `bounced`, `deleted` (`unknown` for a state this client does not know).
 //!

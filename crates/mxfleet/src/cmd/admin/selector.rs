@@ -160,12 +160,17 @@ fn nonempty(flag: &str, value: &Option<String>) -> Result<String, CliError> {
     }
 }
 
-/// A queue id as `queue list` prints it: a decimal number.
+/// A queue id as `queue list` prints it (e.g. `00000000000B`). Only its shape is
+/// checked here, so a typo fails before connecting; the node judges the rest.
 pub fn parse_queue_id(text: &str) -> Result<String, String> {
-    if !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()) {
+    if !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(text.to_owned())
     } else {
-        Err("a queue id is the decimal number `mxfleet queue list` prints, e.g. 1234".to_owned())
+        Err(
+            "a queue id is what `mxfleet queue list` prints in its ID column, e.g. \
+             00000000000B"
+                .to_owned(),
+        )
     }
 }
 
@@ -266,7 +271,9 @@ mod tests {
             assert!(flags.is_err(), "{bad:?}");
         }
         assert!(parse_queue_id("1234").is_ok());
-        assert!(parse_queue_id("12a").is_err());
+        assert!(parse_queue_id("00000000000B").is_ok());
+        assert!(parse_queue_id("12 a").is_err());
+        assert!(parse_queue_id("12;").is_err());
         assert!(parse_queue_id("").is_err());
     }
 }

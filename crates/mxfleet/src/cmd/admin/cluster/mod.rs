@@ -17,6 +17,7 @@ use mxfleet_proto::admin::v1::{AddLearnerRequest, DrainRequest, NodeRequest};
 
 use super::connection::{Admin, ClientArgs};
 use super::error::{CliError, Rpc};
+use super::format::messages;
 use super::json::MembershipJson;
 use super::{env_token, finish, print_json, print_text};
 
@@ -204,9 +205,10 @@ async fn dispatch(args: ClusterArgs) -> Result<u8, CliError> {
             } else {
                 format!(
                     "node {id} is drained (log index {}): it takes no SMTP and no delivery \
-                     work; {} message(s) still leased to it come back to the queue as it \
-                     returns them or their leases end\n",
-                    reply.log_index, reply.leased_messages
+                     work; {} still leased to it come back to the queue as it returns them \
+                     or their leases end\n",
+                    reply.log_index,
+                    messages(reply.leased_messages)
                 )
             };
             let command = if undo { "undrain" } else { "drain" };

@@ -74,7 +74,7 @@ pub async fn run(admin: &Admin, verb: Verb, args: ActArgs, json: bool) -> Result
     let matching = format!("matching {}", args.selector.describe());
     if args.dry_run || counted.matched == 0 {
         if json {
-            print_json(&result_json(verb, true, &counted))?;
+            print_json(&result_json(verb, args.dry_run, &counted))?;
         } else {
             let n = messages(counted.matched);
             print_text(&format!("{n} {matching}; nothing was {}\n", verb.past))?;
@@ -340,6 +340,6 @@ mod tests {
         assert!(parse(&["12", "--domain", "example.org"]).is_err());
         assert!(parse(&["12", "--all"]).is_err());
         assert!(parse(&["--all", "--state", "held"]).is_err());
-        assert!(parse(&["twelve"]).is_err());
+        assert!(parse(&["no/such"]).is_err());
     }
 }

@@ -16,7 +16,7 @@ use mxfleet_proto::admin::v1::{ListReply, ListRequest, MessageSummary, Selector}
 use super::LIST;
 use crate::cmd::admin::connection::Admin;
 use crate::cmd::admin::error::CliError;
-use crate::cmd::admin::format::{age, bytes, messages, relative, sender, state_name};
+use crate::cmd::admin::format::{age, bytes, messages, next_attempt, sender, state_name};
 use crate::cmd::admin::json::{ListJson, MessageJson};
 use crate::cmd::admin::selector::SelectorArgs;
 use crate::cmd::admin::table::Table;
@@ -170,7 +170,7 @@ pub fn render(listing: &Listing, unfiltered: bool, now_ms: u64) -> String {
                 age(now_ms.saturating_sub(m.received_at) / 1000)
             },
             m.attempts.to_string(),
-            relative(m.next_attempt_at, now_ms),
+            next_attempt(m.state, m.next_attempt_at, now_ms),
             sender(&m.sender),
             recipients,
             m.last_reply.clone(),

@@ -4,13 +4,13 @@
 //!
 //! [`render`] is sans-IO: the reply and the current time in, the text out.
 
-use mxfleet_proto::admin::v1::{MessageDetail, ShowRequest};
+use mxfleet_proto::admin::v1::{MessageDetail, MessageSummary, ShowRequest};
 
 use super::SHOW;
 use crate::cmd::admin::connection::Admin;
 use crate::cmd::admin::error::CliError;
 use crate::cmd::admin::format::{
-    age, bytes, relative, sender, state_name, time, time_millis, yes_no,
+    age, bytes, next_attempt, relative, sender, state_name, time, time_millis, yes_no,
 };
 use crate::cmd::admin::json::MessageDetailJson;
 use crate::cmd::admin::table::{Table, key_values};
@@ -38,6 +38,22 @@ fn when(ms: u64, now_ms: u64) -> String {
         "-".to_owned()
     } else {
         format!("{} ({})", time(ms), relative(ms, now_ms))
+    }
+}
+
+fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The next attempt with its time, for the states that wait for one.
+fn next_attempt_time(summary: &MessageSummary, now_ms: u64) -> String {
+    match next_attempt(summary.state, summary.next_attempt_at, now_ms).as_str() {
+        "-" => "-".to_owned(),
+        _ => when(summary.next_attempt_at, now_ms),
     }
 }
 
@@ -100,13 +116,13 @@ pub fn render(detail: &MessageDetail, now_ms: u64) -> String {
             format!("{} ({} bytes)", bytes(summary.size), summary.size),
         ),
         ("received", received),
-        ("received from", detail.received_from.clone()),
+        ("received from", or_dash(&detail.received_from)),
         ("sender", sender(&summary.sender)),
         ("message-id", optional(summary.message_id.clone())),
-        ("destination", summary.destination.clone()),
+        ("destination", or_dash(&summary.destination)),
         ("attempts", summary.attempts.to_string()),
-        ("next attempt", when(summary.next_attempt_at, now_ms)),
-        ("last reply", summary.last_reply.clone()),
+        ("next attempt", next_attempt_time(&summary, now_ms)),
+        ("last reply", or_dash(&summary.last_reply)),
         ("delay warned", yes_no(detail.delay_warned).to_owned()),
         ("lease", lease),
         (
@@ -117,7 +133,7 @@ pub fn render(detail: &MessageDetail, now_ms: u64) -> String {
                 nodes(&detail.body_holders)
             ),
         ),
-        ("dedup key", detail.dedup_key.clone()),
+        ("dedup key", or_dash(&detail.dedup_key)),
     ]);
 
     out.push_str("\nrecipients\n");
