@@ -49,7 +49,8 @@ impl Queue {
 
     /// Waits until this node has applied everything the leader had committed when
     /// this call started, so that a read after it is linearizable. Fails with
-    /// `NoQuorum` when no leader confirms its leadership in time.
+    /// `NoQuorum` when no leader confirms its leadership in time, and `Unavailable`
+    /// when this node lags too far behind to catch up before the write timeout.
     pub async fn linearize(&self) -> Result<(), QueueError> {
         let response = self.write(ForwardedWrite::ReadIndex).await?;
         let Some(index) = response.log_index() else {
@@ -65,13 +66,10 @@ impl Queue {
             .last_applied
             .map(|l| l.index);
         if applied < Some(index) {
-            return Err(QueueError::NoQuorum {
-                waited: self.core.config.write_timeout,
-                detail: format!(
-                    "this node has applied up to {applied:?}, behind the leader's commit \
-                     index {index}; ask another node or retry"
-                ),
-            });
+            return Err(QueueError::Unavailable(format!(
+                "this node has applied up to {applied:?}, behind the leader's commit index \
+                 {index}; ask another node or retry"
+            )));
         }
         Ok(())
     }

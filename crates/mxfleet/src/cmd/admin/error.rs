@@ -123,7 +123,10 @@ fn rpc_message(endpoint: &str, rpc: Rpc, status: &Status, token_sent: bool) -> S
     };
     match status.code() {
         Code::Unavailable => {
+            // mxfleet nodes name the leader in their message already; other servers
+            // may only set the metadata.
             let leader = named_leader(status)
+                .filter(|_| !said.contains("leader"))
                 .map(|id| format!(" (the leader is node {id})"))
                 .unwrap_or_default();
             format!(
@@ -293,17 +296,23 @@ mod tests {
 
     #[test]
     fn unavailable_shows_the_servers_message_and_the_leader_it_names() {
-        let mut status = Status::unavailable("no quorum answered in 5s; leader is node 2");
+        let mut status = Status::unavailable("no quorum answered in 5s");
         status
             .metadata_mut()
             .insert(LEADER_METADATA, MetadataValue::from_static("2"));
         let text = rpc_error(status, true).to_string();
-        assert!(
-            text.contains("no quorum answered in 5s; leader is node 2"),
-            "{text}"
-        );
+        assert!(text.contains("no quorum answered in 5s"), "{text}");
         assert!(text.contains("(the leader is node 2)"), "{text}");
         assert!(text.contains("--endpoint"), "{text}");
+
+        // A node that names the leader itself is not repeated.
+        let mut status =
+            Status::unavailable("no quorum (node 3 knows node 2 at h:1 as the leader)");
+        status
+            .metadata_mut()
+            .insert(LEADER_METADATA, MetadataValue::from_static("2"));
+        let text = rpc_error(status, true).to_string();
+        assert_eq!(text.matches("node 2").count(), 1, "{text}");
     }
 
     #[test]

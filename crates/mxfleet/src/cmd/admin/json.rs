@@ -4,8 +4,8 @@
 //! may be added but none renamed or removed. Conventions:
 //! - times are Unix milliseconds in fields ending in `_ms`, and `null` when unset;
 //! - ages and durations are whole seconds in fields ending in `_seconds`;
-//! - sizes are bytes; queue ids are strings as the node prints them (e.g. `00000000000B`),
-//!   node ids numbers;
+//! - sizes are bytes; node ids are numbers; queue ids are strings of 12 upper-case hex
+//!   digits (the Raft log index of the enqueue, Postfix style), e.g. `00000000000B`;
 //! - message states are the `--state` words: `queued`, `deferred`, `held`, `in-flight`,
 //!   `delivered`, `bounced`, `deleted` (`unknown` for a state this client does not know).
 //!

@@ -19,18 +19,19 @@
 //!   bounce), flush, read, stats.
 //! - `selector`: the filter flags shared by `queue list` and the bulk actions.
 //! - `json`: the `--json` documents. `table`, `format`: how values look to people.
-//! - `fake_node` (tests only): an in-process admin API to run the commands against.
+//! - `test_node` (tests only): a real node with its admin API, seeded with messages, to
+//!   run the commands against.
 
 pub mod cluster;
 mod connection;
 mod error;
-#[cfg(test)]
-mod fake_node;
 mod format;
 mod json;
 pub mod queue;
 mod selector;
 mod table;
+#[cfg(test)]
+mod test_node;
 
 use std::io::Write;
 use std::time::SystemTime;

@@ -230,59 +230,110 @@ async fn dispatch(args: ClusterArgs) -> Result<u8, CliError> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    //! `cluster status` and the membership commands against a real node
+    //! ([`TestNode`]), over plaintext, TLS and mutual TLS.
 
     use mxfleet_testkit::tls::TestCa;
 
     use super::*;
-    use crate::cmd::admin::fake_node::FakeNode;
+    use crate::cmd::admin::test_node::{OPS_TOKEN, Security, TestNode, VIEWER_TOKEN};
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_is_read_over_grpc() {
-        let node = FakeNode::new(0);
-        let admin = node.connect(Duration::from_secs(10)).await;
-        assert_eq!(status::run(&admin, true, true).await.unwrap(), 0);
-        assert_eq!(node.seen.lock().unwrap().authorization.len(), 1);
+        let node = TestNode::start(0).await;
+        let viewer = node.connect(VIEWER_TOKEN).await;
+        assert_eq!(status::run(&viewer, false, true).await.unwrap(), 0);
+        // A linearizable status takes a read-index round with the leader.
+        assert_eq!(status::run(&viewer, true, false).await.unwrap(), 0);
+        let stranger = node.connect("not-a-token-0123456789").await;
+        let error = status::run(&stranger, false, true).await.unwrap_err();
+        assert_eq!(error.exit_code(), 1, "{error}");
+        node.stop().await;
     }
 
-    #[tokio::test]
-    async fn mutual_tls_takes_the_ca_and_the_client_certificate_from_files() {
-        let ca = TestCa::new("admin test CA");
-        let node = FakeNode::new(0);
-        let mut args = node.start_tls(&ca).await;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_commands_read_the_token_file_and_change_the_node() {
+        let node = TestNode::start(0).await;
         let dir = tempfile::tempdir().unwrap();
-        let client = ca.issue("operator");
-        for (name, pem) in [
-            ("ca.pem", ca.ca_pem()),
-            ("c.pem", client.cert_pem),
-            ("k.pem", client.key_pem),
-        ] {
-            std::fs::write(dir.path().join(name), pem).unwrap();
-        }
-        args.ca_cert = Some(dir.path().join("ca.pem"));
-        args.client_cert = Some(dir.path().join("c.pem"));
-        args.client_key = Some(dir.path().join("k.pem"));
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{OPS_TOKEN}\n")).unwrap();
+        let command = |command| ClusterArgs {
+            client: ClientArgs {
+                token_file: Some(token_file.clone()),
+                ..node.args()
+            },
+            command,
+        };
+        let drain = |undo| command(ClusterCommand::Drain { id: 1, undo });
+        assert_eq!(dispatch(drain(false)).await.unwrap(), 0);
+        assert!(node.queue().is_drained());
+        assert_eq!(dispatch(drain(true)).await.unwrap(), 0);
+        assert!(!node.queue().is_drained());
+
+        let error = dispatch(command(ClusterCommand::Remove { id: 9 }))
+            .await
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 1, "{error}");
+        assert!(
+            error.to_string().contains("node 9 is not a member"),
+            "{error}"
+        );
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mutual_tls_takes_the_ca_and_the_client_certificate_from_files() {
+        let node = TestNode::start_secured(0, Security::MutualTls).await;
+
+        // The certificate alone authenticates: no token is sent.
+        let args = node.with_client_cert(node.args(), node.ca(), "operator");
         let admin = Admin::connect(&args, None).await.unwrap();
         assert_eq!(status::run(&admin, false, true).await.unwrap(), 0);
+
+        // Without one (and without a token) the node does not know the caller.
+        let anonymous = Admin::connect(&node.args(), None).await.unwrap();
+        let error = status::run(&anonymous, false, true).await.unwrap_err();
+        assert_eq!(error.exit_code(), 1, "{error}");
+        assert!(error.to_string().contains("no credentials"), "{error}");
+
+        // A certificate from another CA is refused in the handshake.
+        let args = node.with_client_cert(node.args(), &TestCa::new("another CA"), "intruder");
+        let error = match Admin::connect(&args, None).await {
+            Ok(admin) => status::run(&admin, false, true).await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert_eq!(error.exit_code(), 69, "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("--client-cert/--client-key if the node asks for a client certificate"),
+            "{error}"
+        );
+        node.stop().await;
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_server_certificate_from_another_ca_is_unreachable_with_a_tls_hint() {
-        let node = FakeNode::new(0);
-        let mut args = node.start_tls(&TestCa::new("the node's CA")).await;
+        let node = TestNode::start_secured(0, Security::Tls).await;
+        // With the node's CA, a token over TLS works.
+        let ops = node.connect(OPS_TOKEN).await;
+        assert_eq!(status::run(&ops, false, true).await.unwrap(), 0);
+
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("ca.pem"),
             TestCa::new("another CA").ca_pem(),
         )
         .unwrap();
+        let mut args = node.args();
         args.ca_cert = Some(dir.path().join("ca.pem"));
-        let error = match Admin::connect(&args, None).await {
+        let error = match Admin::connect(&args, Some(OPS_TOKEN.into())).await {
             Ok(admin) => status::run(&admin, false, true).await.unwrap_err(),
             Err(error) => error,
         };
         assert_eq!(error.exit_code(), 69, "{error}");
         assert!(error.to_string().contains("check --ca-cert"), "{error}");
+        node.stop().await;
     }
 
     #[test]
