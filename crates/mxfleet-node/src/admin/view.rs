@@ -257,6 +257,12 @@ fn event(
     }
 }
 
+/// An instant as operators read it in logs: RFC 3339, UTC, milliseconds.
+fn time(at: UnixMillis) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.0))
+        .to_string()
+}
+
 fn history_event(history: &HistoryEvent) -> pb::HistoryEvent {
     match history {
         HistoryEvent::Accepted { at, by } => event("accepted", *at, Some(*by), None, String::new()),
@@ -277,14 +283,14 @@ fn history_event(history: &HistoryEvent) -> pb::HistoryEvent {
             *at,
             Some(*owner),
             Some(*token),
-            format!("lease until {}", lease_until.0),
+            format!("lease until {}", time(*lease_until)),
         ),
         HistoryEvent::LeaseRenewed { token, lease_until } => event(
             "renewed",
             *lease_until,
             None,
             Some(*token),
-            format!("lease until {}", lease_until.0),
+            format!("lease until {}", time(*lease_until)),
         ),
         HistoryEvent::Attempt {
             at,
@@ -297,12 +303,14 @@ fn history_event(history: &HistoryEvent) -> pb::HistoryEvent {
             let mut detail = format!("relay={}", relay.as_deref().unwrap_or("none"));
             for result in results {
                 detail.push_str(&format!(
-                    "; to=<{}> status={:?} reply={}",
-                    result.recipient, result.status, result.reply
+                    "; to=<{}> status={} reply={}",
+                    result.recipient,
+                    format!("{:?}", result.status).to_ascii_lowercase(),
+                    result.reply
                 ));
             }
             if let Some(next) = next_attempt_at {
-                detail.push_str(&format!("; next attempt at {}", next.0));
+                detail.push_str(&format!("; next attempt at {}", time(*next)));
             }
             if *lost_after_dot {
                 detail.push_str("; connection lost after the final dot");
