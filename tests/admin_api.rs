@@ -268,6 +268,18 @@ async fn operators_list_show_act_and_read_through_a_follower() {
     let summary = detail.summary.unwrap();
     assert_eq!(summary.sender, "sender@client.example");
     assert_eq!(summary.recipients[0].address, format!("user0@{DOMAIN}"));
+    assert_eq!(detail.headers, "", "headers are content: read-body only");
+    let detail = queue
+        .show(authed(
+            pb::ShowRequest {
+                id: first.to_string(),
+                linearizable: false,
+            },
+            OPS_TOKEN,
+        ))
+        .await
+        .expect("show")
+        .into_inner();
     assert!(
         detail.headers.contains("Subject: test 0\r\n"),
         "{}",
@@ -354,16 +366,8 @@ async fn operators_list_show_act_and_read_through_a_follower() {
         again.notes
     );
 
-    // Release everything held; bounce one: its sender gets a DSN when the primary is up.
-    let released = act(
-        &mut queue,
-        pb::Action::Release,
-        selector(&[pb::MessageState::Held]),
-        false,
-    )
-    .await
-    .unwrap();
-    assert_eq!(released.done, 29);
+    // Bounce one while it is held (no owner has it), then release the rest. Its
+    // sender gets a DSN when the primary is up.
     let bounce = pb::Selector {
         ids: vec![ids[2].to_string()],
         ..Default::default()
@@ -375,6 +379,15 @@ async fn operators_list_show_act_and_read_through_a_follower() {
             .done,
         1
     );
+    let released = act(
+        &mut queue,
+        pb::Action::Release,
+        selector(&[pb::MessageState::Held]),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(released.done, 28);
 
     wait_for("the bounce's DSN queued", Duration::from_secs(20), || {
         fleet.queue(follower).len() == 31

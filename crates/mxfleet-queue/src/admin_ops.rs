@@ -30,7 +30,7 @@ impl Queue {
         }
     }
 
-    /// Takes `node` out of service (`drained`) or puts it back. Returns the log index.
+    /// Takes `node` out of service (`drained`) or puts it back.
     pub async fn set_drained(&self, node: NodeId, drained: bool) -> Result<(), QueueError> {
         let at = self.now();
         match self.command(Command::Drain { node, drained, at }).await? {

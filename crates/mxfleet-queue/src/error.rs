@@ -21,6 +21,10 @@ pub enum QueueError {
     /// The state machine refused the command (stale token, unknown message, ...).
     #[error("refused: {0}")]
     Refused(Rejection),
+    /// The leader refused the request for good (a membership change openraft does not
+    /// allow, a leadership transfer it cannot start): retrying will not help.
+    #[error("declined: {0}")]
+    Declined(String),
     /// The node is shutting down or its storage failed.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -38,6 +38,8 @@ pub(crate) enum LocalWriteError {
     NoQuorum(String),
     #[error("refused: {0}")]
     Refused(String),
+    #[error("raft stopped: {0}")]
+    Stopped(String),
 }
 
 /// State shared by the handle, the peer service and the background tasks.
@@ -216,7 +218,7 @@ fn classify_write_error(
             ChangeMembershipError::InProgress(e),
         )) => LocalWriteError::NoQuorum(e.to_string()),
         RaftError::APIError(other) => LocalWriteError::Refused(other.to_string()),
-        RaftError::Fatal(fatal) => LocalWriteError::Refused(format!("raft stopped: {fatal}")),
+        RaftError::Fatal(fatal) => LocalWriteError::Stopped(fatal.to_string()),
     }
 }
 
@@ -244,7 +246,10 @@ impl Queue {
                     self.wait_applied_locally(&response, deadline).await;
                     return Ok(response);
                 }
-                Err(LocalWriteError::Refused(why)) => return Err(QueueError::Unavailable(why)),
+                Err(LocalWriteError::Refused(why)) => return Err(QueueError::Declined(why)),
+                Err(LocalWriteError::Stopped(why)) => {
+                    return Err(QueueError::Unavailable(format!("raft stopped: {why}")));
+                }
                 Err(problem) => last_problem = problem.to_string(),
             }
             if Instant::now() + pause >= deadline {

@@ -19,6 +19,17 @@ impl QueueState {
         lease_until: UnixMillis,
         connections: u32,
     ) -> Applied {
+        if !self.fleet.takes_delivery_work(owner) {
+            // Drained or stopped after the leader planned this: it would never pick the
+            // work up, and the messages would wait for a lease to lapse.
+            return Applied::new(
+                Response::Assigned {
+                    token: index,
+                    assigned: Vec::new(),
+                },
+                Vec::new(),
+            );
+        }
         let mut assigned = Vec::with_capacity(ids.len());
         let mut changes = Vec::with_capacity(ids.len() + 1);
         let mut lapsed = 0;

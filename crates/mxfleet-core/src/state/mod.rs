@@ -195,6 +195,8 @@ impl QueueState {
                     .values()
                     .filter(|e| e.state.is_final() && e.last_event_at() < *before)
                     .filter(|e| dedup.get(&e.dedup_key).is_none_or(|r| r.id != e.id))
+                    // A failure DSN still owed keeps the entry until it is sent.
+                    .filter(|e| !e.owes_failure_dsn())
                     .map(|e| e.id)
                     .collect();
                 for id in &forgotten {
@@ -258,6 +260,18 @@ impl QueueState {
                 state: entry.state,
             });
         }
+        // Deleting or bouncing a message an owner may be delivering right now could
+        // tell the sender it failed while the primary takes it: refused until the
+        // attempt ends (its outcome commits, or its lease runs out).
+        if matches!(action, OperatorAction::Delete | OperatorAction::Bounce)
+            && let Some(lease) = entry.assignment.filter(|a| a.lease_until > at)
+        {
+            return Err(Rejection::LeaseHeld {
+                id,
+                owner: lease.owner,
+                lease_until: lease.lease_until,
+            });
+        }
         match action {
             OperatorAction::Hold => {
                 // The assignment survives a hold, so that the outcome of an attempt
@@ -296,7 +310,6 @@ impl QueueState {
                     }
                 }
                 entry.history.push(HistoryEvent::BouncedByOperator { at });
-                // An attempt in flight loses its lease: its outcome is refused as stale.
                 finish_recipients_done(entry, index);
             }
         }

@@ -323,14 +323,56 @@ fn outcome_table_checks_fencing_tokens() {
             MessageState::Bounced,
         ),
         (
-            "a bounce voids the lease: the owner's late outcome is stale",
+            "no bounce while an owner may be delivering",
             vec![
                 assign(1, 7, 10, 100),
                 operator(OperatorAction::Bounce, id, 15),
-                outcome(2, 20, Delivered),
             ],
-            stale(2, None),
-            MessageState::Bounced,
+            Response::Batch {
+                rejected: vec![Rejection::LeaseHeld {
+                    id,
+                    owner: 7,
+                    lease_until: UnixMillis(100),
+                }],
+            },
+            MessageState::Queued,
+        ),
+        (
+            "no delete while an owner may be delivering",
+            vec![
+                assign(1, 7, 10, 100),
+                operator(OperatorAction::Delete, id, 99),
+            ],
+            Response::Batch {
+                rejected: vec![Rejection::LeaseHeld {
+                    id,
+                    owner: 7,
+                    lease_until: UnixMillis(100),
+                }],
+            },
+            MessageState::Queued,
+        ),
+        (
+            "delete once the lease has run out",
+            vec![
+                assign(1, 7, 10, 100),
+                operator(OperatorAction::Delete, id, 100),
+            ],
+            DONE,
+            MessageState::Deleted,
+        ),
+        (
+            "no assignment to a drained node",
+            vec![
+                Command::Drain {
+                    node: 7,
+                    drained: true,
+                    at: UnixMillis(5),
+                },
+                assign(1, 7, 10, 100),
+            ],
+            assigned(3, &[]),
+            MessageState::Queued,
         ),
         (
             "an unknown message is reported",
@@ -734,4 +776,43 @@ fn finished_messages_are_forgotten_only_after_their_dedup_record_is_gone() {
         state.entries.keys().copied().collect::<Vec<_>>(),
         vec![QueueId(2)]
     );
+}
+
+#[test]
+fn a_bounced_message_is_kept_until_its_dsn_is_sent() {
+    let mut state = QueueState::default();
+    run(
+        &mut state,
+        &[
+            enqueue("<a@x>", 1, 1),
+            operator(OperatorAction::Bounce, QueueId(1), 2),
+            Command::ExpireDedup {
+                now: UnixMillis(WINDOW + 10),
+            },
+        ],
+    );
+    assert!(state.entries[&QueueId(1)].owes_failure_dsn());
+    let applied = state.apply(
+        4,
+        &Command::ForgetFinished {
+            before: UnixMillis(u64::MAX),
+        },
+    );
+    assert_eq!(applied.changes, vec![], "the DSN is still owed");
+    state.apply(
+        5,
+        &Command::Notified {
+            id: QueueId(1),
+            kind: NotificationKind::Failure,
+            dsn: Some(QueueId(9)),
+            at: UnixMillis(3),
+        },
+    );
+    let applied = state.apply(
+        6,
+        &Command::ForgetFinished {
+            before: UnixMillis(u64::MAX),
+        },
+    );
+    assert_eq!(applied.changes, vec![Change::Entry(QueueId(1))]);
 }

@@ -23,6 +23,13 @@ pub(crate) struct Caller {
     permissions: BTreeSet<AdminPermission>,
 }
 
+impl Caller {
+    /// True when the caller holds `permission`.
+    pub(crate) fn may(&self, permission: AdminPermission) -> bool {
+        self.permissions.contains(&permission)
+    }
+}
+
 struct KnownToken {
     name: String,
     digest: [u8; 32],
@@ -47,7 +54,15 @@ impl Authenticator {
                     let text = std::fs::read_to_string(path).map_err(|e| {
                         format!("admin token {:?}: {}: {e}", token.name, path.display())
                     })?;
-                    TokenSecret::digest_of(text.trim())
+                    let secret = text.trim();
+                    if secret.len() < 16 {
+                        return Err(format!(
+                            "admin token {:?}: {}: shorter than 16 characters",
+                            token.name,
+                            path.display()
+                        ));
+                    }
+                    TokenSecret::digest_of(secret)
                 }
             };
             tokens.push(KnownToken {
@@ -81,7 +96,11 @@ impl Authenticator {
             let presented = header
                 .to_str()
                 .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
+                .and_then(|value| {
+                    // RFC 6750: the scheme name is case-insensitive.
+                    let (scheme, token) = value.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+                })
                 .map(str::trim)
                 .ok_or_else(|| {
                     Status::unauthenticated("the authorization header must be `Bearer <token>`")

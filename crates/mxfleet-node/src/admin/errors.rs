@@ -19,6 +19,7 @@ pub(crate) fn from_queue_error(error: QueueError) -> Status {
             waited.as_secs_f64()
         )),
         QueueError::Unavailable(_) => Status::unavailable(error.to_string()),
+        QueueError::Declined(why) => Status::failed_precondition(why),
         QueueError::StorageFull { .. } => Status::resource_exhausted(error.to_string()),
         QueueError::TooLarge { .. } => Status::invalid_argument(error.to_string()),
         QueueError::Refused(Rejection::UnknownMessage(id)) => {

@@ -144,15 +144,20 @@ impl QueueAdmin for QueueAdminService {
         &self,
         request: Request<pb::ShowRequest>,
     ) -> Result<Response<pb::MessageDetail>, Status> {
-        require(&request, AdminPermission::View, "queue.show")?;
+        let caller = require(&request, AdminPermission::View, "queue.show")?;
         let request = request.into_inner();
         linearize_if(&self.queue, request.linearizable).await?;
         let entry = self.entry(parse_id(&request.id)?)?;
         // A finished message's body stays until it is collected; a deleted one's is
         // not worth fetching from peers.
-        let headers = if entry.state == MessageState::Deleted {
+        // Headers are message content: only for callers who may read bodies, and
+        // logged like a body read.
+        let headers = if entry.state == MessageState::Deleted
+            || !caller.may(AdminPermission::ReadBody)
+        {
             String::new()
         } else {
+            info!(caller = %caller.name, queue_id = %entry.id, part = "headers", "admin_body_read");
             self.headers(&entry).await
         };
         Ok(Response::new(detail(
@@ -297,11 +302,16 @@ impl QueueAdmin for QueueAdminService {
         // Every body read is logged: it is someone's mail.
         info!(caller = %caller.name, queue_id = %id, sender = %entry.envelope.sender,
             size = entry.size, "admin_body_read");
-        let (mut file, _) = self
-            .queue
-            .open_body(&entry.body, &entry.body_holders)
-            .await
-            .map_err(from_queue_error)?;
+        let opened = self.queue.open_body(&entry.body, &entry.body_holders).await;
+        let (mut file, _) = match opened {
+            Ok(opened) => opened,
+            Err(e) if entry.state.is_final() => {
+                return Err(Status::failed_precondition(format!(
+                    "message {id} is finished and its body is no longer stored: {e}"
+                )));
+            }
+            Err(e) => return Err(from_queue_error(e)),
+        };
         let (sender, receiver) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut buffer = vec![0u8; BODY_CHUNK];

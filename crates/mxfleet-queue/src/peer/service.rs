@@ -305,7 +305,10 @@ fn forward_error_of(error: LocalWriteError) -> ForwardError {
         LocalWriteError::NotLeader { leader } => {
             (Kind::NotLeader, leader.clone(), error.to_string())
         }
-        LocalWriteError::NoQuorum(_) => (Kind::NoQuorum, None, error.to_string()),
+        // A leader whose Raft stopped is going away: the follower retries elsewhere.
+        LocalWriteError::NoQuorum(_) | LocalWriteError::Stopped(_) => {
+            (Kind::NoQuorum, None, error.to_string())
+        }
         LocalWriteError::Refused(_) => (Kind::Refused, None, error.to_string()),
     };
     let (leader_id, leader_addr) = leader.map(|(id, node)| (id, node.addr)).unwrap_or_default();

@@ -149,7 +149,7 @@ pub fn render(detail: &MessageDetail, now_ms: u64) -> String {
 
     out.push_str("\nheaders\n");
     if detail.headers.is_empty() {
-        out.push_str("  (not available: no body holder answered)\n");
+        out.push_str("  (not shown: needs the read-body permission, or no node holds the body)\n");
     } else {
         out.push_str(&header_lines(&detail.headers));
     }
