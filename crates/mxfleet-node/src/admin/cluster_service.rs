@@ -166,6 +166,26 @@ impl ClusterAdmin for ClusterAdminService {
         let caller = require(&request, AdminPermission::Cluster, "cluster.drain")?;
         let request = request.into_inner();
         self.known_member(request.id)?;
+        if !request.undo {
+            let drained = self
+                .queue
+                .read_state(|state| state.fleet.drained.clone())
+                .unwrap_or_default();
+            let in_service = self
+                .queue
+                .status()
+                .members
+                .iter()
+                .filter(|m| m.id != request.id && !drained.contains(&m.id))
+                .count();
+            if in_service == 0 {
+                return Err(Status::failed_precondition(format!(
+                    "node {} is the last node in service; draining it would stop all intake \
+                     and delivery (undrain another node first)",
+                    request.id
+                )));
+            }
+        }
         self.queue
             .set_drained(request.id, !request.undo)
             .await

@@ -220,7 +220,8 @@ impl QueueAdmin for QueueAdminService {
                 action.as_str()
             )));
         }
-        info!(caller = %caller.name, action = action.as_str(), matched, "admin_bulk_action_started");
+        info!(caller = %caller.name, action = action.as_str(), matched, selector = ?selection,
+            "admin_bulk_action_started");
         let queue = self.queue.clone();
         tokio::spawn(async move {
             let mut progress = pb::ActProgress {

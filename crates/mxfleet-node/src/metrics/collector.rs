@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 
-use mxfleet_core::{MessageState, QueueEntry, QueueState};
+use mxfleet_core::{MessageState, QueueEntry, QueueState, UnixMillis};
 use mxfleet_queue::{ClusterStatus, Queue};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -102,10 +102,11 @@ struct QueueSnapshot {
 }
 
 /// The exposed state of a message that still waits for delivery.
-fn live_state(entry: &QueueEntry) -> &'static str {
+fn live_state(entry: &QueueEntry, now: UnixMillis) -> &'static str {
     if entry.state == MessageState::Held {
         "held"
-    } else if entry.assignment.is_some() {
+    } else if entry.assignment.is_some_and(|a| a.lease_until > now) {
+        // Like the admin API: in flight while a lease holds; a lapsed one waits again.
         "in_flight"
     } else if entry.attempts > 0 {
         "deferred"
@@ -124,7 +125,7 @@ fn final_state(state: MessageState) -> Option<&'static str> {
 }
 
 impl QueueSnapshot {
-    fn take(state: &QueueState) -> Self {
+    fn take(state: &QueueState, now: UnixMillis) -> Self {
         let mut snapshot = QueueSnapshot {
             internal_redeliveries: state.fleet.lapsed_reassignments,
             fencing_rejections: state.fleet.stale_outcomes,
@@ -138,7 +139,7 @@ impl QueueSnapshot {
                 *snapshot.finished.entry(done).or_default() += 1;
                 continue;
             }
-            let live = live_state(entry);
+            let live = live_state(entry, now);
             snapshot.by_state.entry(live).or_default().add(entry);
             snapshot
                 .by_domain
@@ -402,7 +403,11 @@ impl Collector for FleetCollector {
         encode_raft(&mut encoder, &status)?;
         // A state that cannot be read (storage failing) leaves the queue series out
         // rather than failing the whole scrape.
-        if let Ok(snapshot) = self.queue.read_state(QueueSnapshot::take) {
+        let now = self.queue.clock_now();
+        if let Ok(snapshot) = self
+            .queue
+            .read_state(|state| QueueSnapshot::take(state, now))
+        {
             encode_queue(&mut encoder, &snapshot, self.queue.clock_now().0)?;
             single(
                 &mut encoder,
@@ -479,7 +484,7 @@ mod tests {
             state.entries.insert(e.id, e);
         }
         state.fleet.stale_outcomes = 2;
-        let snapshot = QueueSnapshot::take(&state);
+        let snapshot = QueueSnapshot::take(&state, UnixMillis(0));
         let tally = |messages, bytes| Tally { messages, bytes };
         assert_eq!(snapshot.by_state["queued"], tally(1, 10));
         assert_eq!(snapshot.by_state["deferred"], tally(1, 20));
@@ -506,7 +511,7 @@ mod tests {
             let e = entry(id, &format!("u@{domain}"), 1, 0);
             state.entries.insert(e.id, e);
         }
-        let mut snapshot = QueueSnapshot::take(&state);
+        let mut snapshot = QueueSnapshot::take(&state, UnixMillis(0));
         snapshot.cap_domains(1);
         let domains: Vec<&str> = snapshot.by_domain.keys().map(|(d, _)| d.as_str()).collect();
         assert_eq!(domains, ["_other", "big.example"]);

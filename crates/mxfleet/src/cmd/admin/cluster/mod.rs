@@ -264,11 +264,21 @@ mod tests {
             },
             command,
         };
+        // The only node is the last one in service: draining it is refused. (A drain
+        // that takes effect is shown end to end in tests/admin_cli.rs.)
         let drain = |undo| command(ClusterCommand::Drain { id: 1, undo });
-        assert_eq!(dispatch(drain(false)).await.unwrap(), 0);
-        assert!(node.queue().is_drained());
-        assert_eq!(dispatch(drain(true)).await.unwrap(), 0);
+        let error = dispatch(drain(false)).await.unwrap_err();
+        assert_eq!(error.exit_code(), 1, "{error}");
+        assert!(
+            error.to_string().contains("last node in service"),
+            "{error}"
+        );
         assert!(!node.queue().is_drained());
+        assert_eq!(
+            dispatch(drain(true)).await.unwrap(),
+            0,
+            "undrain is always allowed"
+        );
 
         let error = dispatch(command(ClusterCommand::Remove { id: 9 }))
             .await
