@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 RecipientRule::CatchAll,
             )]))),
             etrn_networks: Vec::new(),
+            metrics: Default::default(),
         });
         let (client, server) = tokio::io::duplex(1 << 20);
         let session = tokio::spawn(run_session(
