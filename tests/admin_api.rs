@@ -529,7 +529,12 @@ async fn cluster_status_drain_and_a_node_without_quorum() {
         .into_inner();
     assert!(member(&status, drained).drained);
     assert!(!member(&status, drained).delivering);
-    assert!(fleet.queue(drained).is_drained());
+    // The answering node has applied the drain; the drained node itself may apply it
+    // a moment later.
+    wait_for("the drained node knows", Duration::from_secs(5), || {
+        fleet.queue(drained).is_drained()
+    })
+    .await;
     let before = sink.received_count();
     let sent = fleet
         .enqueue_many(leader, 20, "sender@client.example")
@@ -561,7 +566,10 @@ async fn cluster_status_drain_and_a_node_without_quorum() {
         ))
         .await
         .unwrap();
-    assert!(!fleet.queue(drained).is_drained());
+    wait_for("the undrained node knows", Duration::from_secs(5), || {
+        !fleet.queue(drained).is_drained()
+    })
+    .await;
     let unknown = cluster
         .drain(authed(
             pb::DrainRequest {

@@ -305,7 +305,10 @@ async fn every_admin_command_against_a_three_node_fleet() {
         (held["matched"].as_u64(), held["done"].as_u64()),
         (Some(4), Some(4))
     );
-    let held_list = fleet.json(other, &["queue", "list", "--state", "held"]);
+    let held_list = fleet.json(
+        other,
+        &["queue", "list", "--state", "held", "--linearizable"],
+    );
     assert_eq!(ids_of(&held_list).len(), 4, "every node sees the hold");
     let deleted = fleet.json(follower, &["queue", "delete", "--state", "held", "--yes"]);
     assert_eq!(deleted["done"].as_u64(), Some(4));
@@ -336,7 +339,7 @@ async fn every_admin_command_against_a_three_node_fleet() {
         Duration::from_secs(10),
         || smtp_banner(drained_smtp).starts_with("421 4.3.2"),
     );
-    let status = fleet.json(leader, &["cluster", "status"]);
+    let status = fleet.json(leader, &["cluster", "status", "--linearizable"]);
     let member = status["members"]
         .as_array()
         .unwrap()
