@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, mxfleet};
+use common::{Running, free_port, initial_members, mxfleet};
 use mxfleet_testkit::sink::SinkMx;
 use serde_json::Value;
 
@@ -72,14 +72,6 @@ impl Fleet {
 }
 
 fn write_config(dir: &Path, id: u64, peers: &[u16], smtp: u16, admin: u16, primary: u16) {
-    let members: Vec<String> = (1..=NODES)
-        .map(|n| {
-            format!(
-                r#"{{ id = {n}, addr = "127.0.0.1:{}", site = "site-{n}" }}"#,
-                peers[n as usize - 1]
-            )
-        })
-        .collect();
     let config = format!(
         r#"
 [node]
@@ -128,7 +120,7 @@ next_hop = "[127.0.0.1]:{primary}"
 "#,
         data = dir.join(format!("node{id}")).display(),
         peer = peers[id as usize - 1],
-        members = members.join(", "),
+        members = initial_members(peers),
         ops = dir.join("ops.token").display(),
         viewer = dir.join("viewer.token").display(),
     );

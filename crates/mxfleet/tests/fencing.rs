@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, mxfleet};
+use common::{Running, free_port, initial_members, mxfleet};
 use mxfleet_testkit::sink::{Behavior, SinkMx};
 
 const NODES: u64 = 3;
@@ -24,14 +24,6 @@ fn source_address(id: u64) -> IpAddr {
 }
 
 fn write_config(dir: &Path, id: u64, peers: &[u16], smtp_port: u16, primary: u16) {
-    let members: Vec<String> = (1..=NODES)
-        .map(|n| {
-            format!(
-                r#"{{ id = {n}, addr = "127.0.0.1:{}", site = "site-{n}" }}"#,
-                peers[n as usize - 1]
-            )
-        })
-        .collect();
     let config = format!(
         r#"
 [node]
@@ -72,7 +64,7 @@ next_hop = "[127.0.0.1]:{primary}"
 "#,
         data = dir.join(format!("node{id}")).display(),
         peer = peers[id as usize - 1],
-        members = members.join(", "),
+        members = initial_members(peers),
         lease = LEASE.as_secs(),
         source = source_address(id),
     );

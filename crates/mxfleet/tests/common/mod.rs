@@ -113,6 +113,20 @@ pub fn lines(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
+/// The `cluster.initial_members` entries of a test fleet on loopback: node `n` (from 1)
+/// listens on `peers[n - 1]` and lives in site `site-n`.
+pub fn initial_members(peers: &[u16]) -> String {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let n = i + 1;
+            format!(r#"{{ id = {n}, addr = "127.0.0.1:{port}", site = "site-{n}" }}"#)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
