@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, initial_members, mxfleet};
+use common::{DownPort, Running, free_port, initial_members, mxfleet};
 use mxfleet_testkit::sink::SinkMx;
 use serde_json::Value;
 
@@ -226,8 +226,10 @@ fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_command_against_a_three_node_fleet() {
-    // The primary is down at first: its port is reserved, nothing listens.
-    let primary_port = free_port();
+    // The primary is down at first: its port is held by a socket that never listens,
+    // so no other test's server can answer there in its place.
+    let primary_down = DownPort::reserve();
+    let primary_port = primary_down.port();
     let mut fleet = start_fleet(primary_port);
     submit(fleet.smtp[0], 0..8, "alice@client.example");
     submit(fleet.smtp[0], 8..12, "spam@bad.example");
@@ -302,8 +304,26 @@ async fn every_admin_command_against_a_three_node_fleet() {
         &["queue", "list", "--state", "held", "--linearizable"],
     );
     assert_eq!(ids_of(&held_list).len(), 4, "every node sees the hold");
-    let deleted = fleet.json(follower, &["queue", "delete", "--state", "held", "--yes"]);
-    assert_eq!(deleted["done"].as_u64(), Some(4));
+    // A held message whose delivery attempt is still under lease is skipped, never
+    // deleted under the owner's feet; running the delete again takes it once the
+    // attempt has ended.
+    let mut deleted = 0;
+    wait_until(
+        "the 4 held messages deleted",
+        Duration::from_secs(30),
+        || {
+            let pass = fleet.json(follower, &["queue", "delete", "--state", "held", "--yes"]);
+            deleted += pass["done"].as_u64().unwrap();
+            for note in pass["notes"].as_array().unwrap() {
+                assert!(
+                    note.as_str().unwrap().contains("is leased to node"),
+                    "{pass}"
+                );
+            }
+            deleted >= 4
+        },
+    );
+    assert_eq!(deleted, 4);
 
     // Tokens: a wrong one is refused; the viewer may look but not change.
     let wrong = fleet.cli_as(follower, "wrong", &["queue", "stats"]);
@@ -352,6 +372,7 @@ async fn every_admin_command_against_a_three_node_fleet() {
     );
 
     // The primary comes back; flush; every remaining message is delivered.
+    drop(primary_down);
     let sink = SinkMx::start_on(format!("127.0.0.1:{primary_port}").parse().unwrap()).await;
     let flushed = fleet.json(follower, &["queue", "flush", "example.test"]);
     assert!(flushed["made_due"].as_u64().is_some());

@@ -135,6 +135,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback port that refuses connections and that no other test can take: the
+/// socket is bound (without `SO_REUSEADDR`) but never listens, so a connect gets a
+/// reset at once. Stands in for a primary that is down; drop it to let a server bind.
+pub struct DownPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl DownPort {
+    pub fn reserve() -> DownPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("bind a loopback port");
+        DownPort { socket }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+}
+
 /// One SMTP exchange over a plain socket: returns the server's replies.
 pub fn smtp_exchange(port: u16, recipient: &str) -> String {
     use std::io::{Read, Write};
