@@ -480,6 +480,13 @@ impl DeliveryOwner {
                     }
                     break;
                 }
+                Err(e) if !self.queue.is_member() => {
+                    // Removed from the cluster: no write of ours can commit again, so
+                    // waiting only holds up the shutdown that usually follows. The
+                    // leases lapse and the leader gives the messages to a member.
+                    warn!(cause = %e, reports = reports.len(), "delivery_commit_abandoned_not_a_member");
+                    break;
+                }
                 Err(e) if attempt < COMMIT_ATTEMPTS => {
                     warn!(attempt, cause = %e, reports = reports.len(), "delivery_commit_retry");
                     tokio::time::sleep(pause).await;

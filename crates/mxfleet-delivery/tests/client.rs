@@ -796,3 +796,43 @@ async fn the_final_dot_is_never_written_after_the_delivery_window_closes() {
         "only the second attempt reached the sink"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_fails_its_digest_at_the_end_is_never_ended_with_a_dot() {
+    init_test_logging();
+    let sink = SinkMx::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("body");
+    // The stored bytes differ from the ones accepted (named by the digest): the reader
+    // the queue hands out fails when it reaches the end, before the dot can be written.
+    std::fs::write(&path, b"Message-ID: <one@example.org>\r\n\r\nHellO.\r\n").expect("body");
+    let reader = mxfleet_queue::BodyReader::new(
+        tokio::fs::File::open(&path).await.expect("open body"),
+        mxfleet_core::BodyDigest::of(BODY),
+    );
+    let mut connection = connect(&sink, TlsPolicy::Opportunistic).await;
+    let error = connection
+        .send(&message(&["bob@example.net"], BODY), reader)
+        .await
+        .expect_err("the body did not match its digest");
+    assert!(matches!(error, ClientError::BodyRead { .. }), "{error}");
+    assert_eq!(error.stage(), Stage::Data);
+    assert_eq!(error.severity(), Severity::Temporary);
+    assert!(!error.is_lost_after_dot(), "{error}");
+    assert!(!connection.is_usable());
+    connection.quit().await;
+
+    // The sink saw the connection end inside DATA, and kept nothing.
+    let mut next = connect(&sink, TlsPolicy::Opportunistic).await;
+    assert_eq!(
+        send(&mut next, &["bob@example.net"], BODY)
+            .await
+            .delivered()
+            .count(),
+        1
+    );
+    next.quit().await;
+    let received = sink.received();
+    assert_eq!(received.len(), 1, "only the intact message arrived");
+    assert_eq!(received[0].data, with_prefix(BODY));
+}

@@ -107,6 +107,7 @@ pub fn queue_config(config: &NodeConfig) -> Result<QueueConfig, NodeError> {
         config.peer.listen,
     );
     queue.advertise = Some(config.peer.advertise.clone());
+    queue.peer_bind_address = config.peer.bind_address;
     queue.tls = match &config.peer.transport {
         PeerTransport::Plaintext => PeerTls::Plaintext,
         PeerTransport::MutualTls { cert, key, ca } => PeerTls::Mutual {

@@ -15,6 +15,13 @@
 //! - `<root>/blobs/<sha256-hex>`: complete, durable bodies; never modified in place.
 //! - `<root>/tmp/<pid>-<n>.part`: bodies being written. Anything found here by
 //!   [`BlobStore::open`] is a crash leftover and is deleted.
+//! - `<root>/quarantine/<sha256-hex>.<unix-millis>`: bodies whose bytes no longer match
+//!   their name (a flipped bit, a torn write), moved aside by [`BlobStore::quarantine`]
+//!   so that they are never served again. Nothing here is deleted automatically: an
+//!   operator inspects the files and removes them.
+//!
+//! Reading for use: [`BlobStore::open_verified`] hashes a blob through the handle it
+//! returns, so the bytes checked are the bytes then read (a rename cannot swap them).
 //!
 //! Durability protocol; a blob is acknowledged only after every step:
 //! 1. Stream into a new file in `tmp/`, hashing on the way: a partial body never has a
@@ -42,17 +49,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::{io, process};
 
-use mxfleet_core::BodyDigest;
+use mxfleet_core::{BodyDigest, UnixMillis};
 use sha2::{Digest, Sha256};
 use tokio::fs::{self, File};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::sync::Mutex;
 use tracing::warn;
 
 use crate::metrics::BlobMetrics;
 
 /// Write-through buffer: big enough to turn small SMTP/gRPC chunks into few syscalls.
 const WRITE_BUFFER: usize = 256 * 1024;
-/// Read size for `put_stream` and `verify`.
+/// Read size for `put_stream` and the verifying reads.
 const READ_CHUNK: usize = 1024 * 1024;
 /// Linux errno values for "no space left" and "quota exceeded".
 const ENOSPC: i32 = 28;
@@ -79,6 +87,12 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("blob {0} not found")]
     NotFound(BodyDigest),
+    /// The stored bytes no longer hash to the blob's name: damaged on disk.
+    #[error("blob {digest} is corrupt: its bytes hash to {actual}")]
+    Corrupt {
+        digest: BodyDigest,
+        actual: BodyDigest,
+    },
 }
 
 impl BlobError {
@@ -142,6 +156,12 @@ pub struct BlobStore {
 struct Inner {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// Where corrupt blobs are moved; created on first use.
+    quarantine_dir: PathBuf,
+    /// Held while a blob is checked and moved into quarantine, so that two readers who
+    /// found the same blob corrupt move it once, and neither moves the good copy that
+    /// the other has pulled in its place meanwhile.
+    quarantine_lock: Mutex<()>,
     /// Suffix for the next tmp file name; only ever increases, so names are unique
     /// within this process (the pid separates processes).
     next_tmp: AtomicU64,
@@ -164,6 +184,8 @@ impl BlobStore {
         let inner = Inner {
             blobs,
             tmp,
+            quarantine_dir: root.join("quarantine"),
+            quarantine_lock: Mutex::new(()),
             next_tmp,
             fsyncs: AtomicU64::new(0),
             metrics: BlobMetrics::default(),
@@ -293,16 +315,81 @@ impl BlobStore {
     /// Re-hashes a blob from disk; false if its bytes no longer match its name.
     pub async fn verify(&self, digest: &BodyDigest) -> Result<bool, BlobError> {
         let (mut file, _) = self.open_blob(digest).await?;
+        Ok(hash_file(&mut file, &self.path(digest)).await? == *digest)
+    }
+
+    /// Opens a blob for reading after checking that its bytes still hash to its name;
+    /// `Corrupt` if not. The check reads the whole file once through the returned
+    /// handle, which is then rewound: a caller that goes on to read it all reads it
+    /// twice, the second time mostly from the page cache.
+    pub async fn open_verified(&self, digest: &BodyDigest) -> Result<(File, u64), BlobError> {
+        let (mut file, size) = self.open_blob(digest).await?;
         let path = self.path(digest);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = file.read(&mut buf).await.context("read blob", &path)?;
-            if n == 0 {
-                return Ok(BodyDigest(hasher.finalize().into()) == *digest);
-            }
-            hasher.update(&buf[..n]);
+        let actual = hash_file(&mut file, &path).await?;
+        if actual != *digest {
+            return Err(BlobError::Corrupt {
+                digest: *digest,
+                actual,
+            });
         }
+        file.rewind().await.context("rewind blob", &path)?;
+        Ok((file, size))
+    }
+
+    /// Moves a corrupt blob out of `blobs/` into `quarantine/<hex>.<now>`, where it stays
+    /// until an operator removes it, and counts it (`mxfleet_blobs_corrupt_total`).
+    /// Returns where it went, or `None` if there was nothing to move: the blob is
+    /// missing, or intact (re-checked under the quarantine lock, because another reader
+    /// may have moved it and pulled a good copy already). `now` comes from the caller's
+    /// clock and only names the file.
+    pub async fn quarantine(
+        &self,
+        digest: &BodyDigest,
+        now: UnixMillis,
+    ) -> Result<Option<PathBuf>, BlobError> {
+        let _moving = self.inner.quarantine_lock.lock().await;
+        match self.verify(digest).await {
+            Ok(false) => {}
+            Ok(true) | Err(BlobError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let dir = &self.inner.quarantine_dir;
+        if !fs::try_exists(dir).await.context("stat dir", dir)? {
+            fs::create_dir_all(dir).await.context("create dir", dir)?;
+            let root = dir.parent().unwrap_or(Path::new("."));
+            self.sync_dir(root).await?;
+        }
+        // The name is unique under the lock: a second corruption of the same body in
+        // the same millisecond gets a suffix instead of replacing the first evidence.
+        let stem = format!("{}.{}", digest.to_hex(), now.0);
+        let mut dest = dir.join(&stem);
+        let mut n = 1;
+        while fs::try_exists(&dest)
+            .await
+            .context("stat quarantine", &dest)?
+        {
+            dest = dir.join(format!("{stem}-{n}"));
+            n += 1;
+        }
+        let path = self.path(digest);
+        match found(
+            fs::rename(&path, &dest).await,
+            digest,
+            "quarantine blob",
+            &dest,
+        ) {
+            Ok(()) => {}
+            // Collected meanwhile (its message finished): nothing left to serve.
+            Err(BlobError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        // Both directories changed: without these a crash could bring the corrupt blob
+        // back under its name, or lose the evidence.
+        self.sync_dir(&self.inner.blobs).await?;
+        self.sync_dir(dir).await?;
+        self.inner.metrics.corrupt.inc();
+        warn!(digest = %digest, quarantined = %dest.display(), "body_corrupt");
+        Ok(Some(dest))
     }
 
     /// Number of fdatasync/fsync calls made so far by this store and its clones.
@@ -319,6 +406,19 @@ impl BlobStore {
         self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
         let handle = File::open(dir).await.context("open dir", dir)?;
         handle.sync_all().await.context("fsync dir", dir)
+    }
+}
+
+/// The SHA-256 of everything from `file`'s current position to its end.
+async fn hash_file(file: &mut File, path: &Path) -> Result<BodyDigest, BlobError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.context("read blob", path)?;
+        if n == 0 {
+            return Ok(BodyDigest(hasher.finalize().into()));
+        }
+        hasher.update(&buf[..n]);
     }
 }
 
@@ -434,229 +534,4 @@ impl Drop for BlobWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tempfile::TempDir;
-
-    async fn new_store() -> anyhow::Result<(TempDir, BlobStore)> {
-        let dir = tempfile::tempdir()?;
-        let store = BlobStore::open(dir.path().join("store")).await?;
-        Ok((dir, store))
-    }
-
-    /// Sorted file names in `<dir>/store/<sub>`.
-    fn names(dir: &TempDir, sub: &str) -> Vec<String> {
-        let entries = std::fs::read_dir(dir.path().join("store").join(sub)).expect("read_dir");
-        let mut names: Vec<String> = entries
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn body(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 31 % 251) as u8).collect()
-    }
-
-    #[tokio::test]
-    async fn round_trip() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let data = body(5000);
-        let stored = store
-            .put_stream(&data[..], Some(BodyDigest::of(&data)), 5000)
-            .await?;
-        assert_eq!(
-            stored,
-            StoredBlob {
-                digest: BodyDigest::of(&data),
-                size: 5000
-            }
-        );
-        assert!(store.contains(&stored.digest).await);
-        assert_eq!(store.read_all(&stored.digest).await?, data);
-        assert_eq!(store.open_blob(&stored.digest).await?.1, 5000);
-        assert!(store.verify(&stored.digest).await?);
-        assert_eq!(store.list().await?, vec![stored.digest]);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn uneven_chunks_hash_like_the_whole_body() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let data = body(700_001);
-        let mut writer = store.writer(1 << 20).await?;
-        let mut rest = &data[..];
-        for len in [1usize, 0, 7, 4095, 65_537, 300_000].into_iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (chunk, tail) = rest.split_at(len.min(rest.len()));
-            writer.write_chunk(chunk).await?;
-            rest = tail;
-        }
-        let stored = writer.finish(None).await?;
-        assert_eq!(
-            stored,
-            StoredBlob {
-                digest: BodyDigest::of(&data),
-                size: 700_001
-            }
-        );
-        assert_eq!(store.read_all(&stored.digest).await?, data);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn digest_mismatch_leaves_no_file() -> anyhow::Result<()> {
-        let (dir, store) = new_store().await?;
-        let wrong = BodyDigest::of(b"other");
-        let err = store
-            .put_stream(&b"hello"[..], Some(wrong), 100)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, BlobError::DigestMismatch { expected, actual }
-            if expected == wrong && actual == BodyDigest::of(b"hello")));
-        assert!(names(&dir, "blobs").is_empty() && names(&dir, "tmp").is_empty());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn too_large_removes_tmp_and_poisons_writer() -> anyhow::Result<()> {
-        let (dir, store) = new_store().await?;
-        let mut writer = store.writer(10).await?;
-        writer.write_chunk(b"123456").await?;
-        writer.write_chunk(b"7890").await?; // exactly at the limit is fine
-        let err = writer.write_chunk(b"x").await.unwrap_err();
-        assert!(matches!(err, BlobError::TooLarge { limit: 10 }));
-        assert!(names(&dir, "tmp").is_empty());
-        assert!(writer.write_chunk(b"").await.is_err());
-        assert!(writer.finish(None).await.is_err());
-
-        let err = store.put_stream(&body(11)[..], None, 10).await.unwrap_err();
-        assert!(matches!(err, BlobError::TooLarge { limit: 10 }));
-        assert!(names(&dir, "blobs").is_empty() && names(&dir, "tmp").is_empty());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn dropped_writer_leaves_no_tmp() -> anyhow::Result<()> {
-        let (dir, store) = new_store().await?;
-        let mut writer = store.writer(100).await?;
-        writer.write_chunk(b"partial").await?;
-        assert_eq!(names(&dir, "tmp").len(), 1);
-        drop(writer);
-        assert!(names(&dir, "blobs").is_empty() && names(&dir, "tmp").is_empty());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn second_put_of_same_content_keeps_one_file() -> anyhow::Result<()> {
-        let (dir, store) = new_store().await?;
-        let first = store.put_stream(&b"same"[..], None, 100).await?;
-        let second = store
-            .put_stream(&b"same"[..], Some(first.digest), 100)
-            .await?;
-        assert_eq!(first, second);
-        assert_eq!(names(&dir, "blobs"), vec![first.digest.to_hex()]);
-        assert!(names(&dir, "tmp").is_empty());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn open_removes_stale_tmp_and_keeps_blobs() -> anyhow::Result<()> {
-        let (dir, store) = new_store().await?;
-        let stored = store.put_stream(&b"kept"[..], None, 100).await?;
-        std::fs::write(dir.path().join("store/tmp/999-0.part"), b"crash leftover")?;
-        drop(store);
-        let store = BlobStore::open(dir.path().join("store")).await?;
-        assert!(names(&dir, "tmp").is_empty());
-        assert_eq!(store.read_all(&stored.digest).await?, b"kept");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn verify_detects_bytes_altered_on_disk() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let stored = store.put_stream(&b"original body"[..], None, 100).await?;
-        assert!(store.verify(&stored.digest).await?);
-        std::fs::write(store.path(&stored.digest), b"original bodY")?;
-        assert!(!store.verify(&stored.digest).await?);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn delete_reports_whether_the_blob_existed() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let digest = store.put_stream(&b"doomed"[..], None, 100).await?.digest;
-        assert!(store.delete(&digest).await?);
-        assert!(!store.delete(&digest).await?);
-        assert!(!store.contains(&digest).await);
-        assert!(
-            matches!(store.open_blob(&digest).await, Err(BlobError::NotFound(d)) if d == digest)
-        );
-        assert!(matches!(
-            store.read_all(&digest).await,
-            Err(BlobError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.verify(&digest).await,
-            Err(BlobError::NotFound(_))
-        ));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn list_ignores_names_that_are_not_digests() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let digest = store.put_stream(&b"listed"[..], None, 100).await?.digest;
-        let upper = store
-            .path(&digest)
-            .with_file_name(digest.to_hex().to_uppercase());
-        std::fs::write(upper, b"x")?;
-        std::fs::write(store.path(&digest).with_file_name("README"), b"x")?;
-        assert_eq!(store.list().await?, vec![digest]);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn each_new_blob_costs_a_file_and_a_dir_fsync() -> anyhow::Result<()> {
-        let (_dir, store) = new_store().await?;
-        let before = store.fsync_count();
-        store.put_stream(&b"counted"[..], None, 100).await?;
-        assert!(store.fsync_count() >= before + 2);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn handles_and_futures_can_cross_tasks() -> anyhow::Result<()> {
-        // Callers spawn these on a multi-threaded runtime: a non-Send future fails here.
-        fn send<T: Send>(value: T) -> T {
-            value
-        }
-        fn send_sync<T: Send + Sync>(value: T) -> T {
-            value
-        }
-        let (_dir, store) = new_store().await?;
-        let store = send_sync(store);
-        let mut writer = send(store.writer(10).await?);
-        send(writer.write_chunk(b"x")).await?;
-        let digest = send(writer.finish(None)).await?.digest;
-        send(store.put_stream(&b"x"[..], Some(digest), 10)).await?;
-        assert!(send(store.verify(&digest)).await?);
-        Ok(())
-    }
-
-    #[test]
-    fn full_disk_and_quota_are_storage_full() {
-        let full = [
-            io::Error::from_raw_os_error(ENOSPC),
-            io::Error::from_raw_os_error(EDQUOT),
-            io::ErrorKind::StorageFull.into(),
-        ];
-        for e in full {
-            assert!(BlobError::io("write tmp", Path::new("/x"), e).is_storage_full());
-        }
-        let denied = io::ErrorKind::PermissionDenied.into();
-        assert!(!BlobError::io("write tmp", Path::new("/x"), denied).is_storage_full());
-    }
-}
+mod tests;

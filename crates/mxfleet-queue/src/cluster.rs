@@ -65,6 +65,21 @@ impl Queue {
             .map(|_| ())
     }
 
+    /// Resolves when this node's Raft has stopped on its own, with the reason: a log
+    /// or state write failed (a full disk, an I/O error), so the node can no longer
+    /// take part until it is restarted. Pending forever while Raft runs.
+    pub async fn raft_failed(&self) -> String {
+        let mut watch = self.core.raft.metrics();
+        loop {
+            if let Err(fatal) = &watch.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if watch.changed().await.is_err() {
+                return "Raft stopped (its metrics channel closed)".to_string();
+            }
+        }
+    }
+
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let metrics = self.core.raft.metrics().borrow_watched().clone();

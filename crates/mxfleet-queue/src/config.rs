@@ -2,7 +2,7 @@
 //! and limits. The node crate builds it from the validated TOML configuration; tests
 //! and `mxfleet dev` build it in code with short timers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,6 +47,11 @@ pub struct QueueConfig {
     pub listen: SocketAddr,
     /// `host:port` other nodes dial. `None` means the bound listen address.
     pub advertise: Option<String>,
+    /// The local IP that every connection to a peer (Raft RPCs, forwarded writes, body
+    /// pushes and pulls) is made from, for multi-homed hosts whose peers or firewalls
+    /// expect one address. `None` (the default) lets the kernel choose by route. Only
+    /// applies to peer addresses of the same family.
+    pub peer_bind_address: Option<IpAddr>,
     pub tls: PeerTls,
     /// On first start, the lowest id of this list initializes the cluster with all of
     /// them as voters. Empty: wait to be added by an existing cluster.
@@ -78,6 +83,7 @@ impl std::fmt::Debug for QueueConfig {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
+            .field("peer_bind_address", &self.peer_bind_address)
             .field("tls", &self.tls)
             .field("initial_members", &self.initial_members)
             .finish_non_exhaustive()
@@ -93,6 +99,7 @@ impl QueueConfig {
             data_dir,
             listen,
             advertise: None,
+            peer_bind_address: None,
             tls: PeerTls::Plaintext,
             initial_members: Vec::new(),
             heartbeat_interval: Duration::from_millis(100),

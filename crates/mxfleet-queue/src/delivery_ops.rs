@@ -1,20 +1,24 @@
 //! The delivery side of the `Queue` handle: assignment, lease renewal, attempt
-//! reports, DSN bookkeeping, reachability, flushes, and what a delivery owner must know
-//! about its contact with the cluster before it may deliver.
+//! reports, DSN bookkeeping, reachability, flushes, what a delivery owner must know
+//! about its contact with the cluster before it may deliver, and opening a body for
+//! use (checked, and repaired from peers when missing or corrupt).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mxfleet_core::{
-    AttemptReport, Command, NodeId, NotificationKind, QueueId, QueueState, Rejection, Response,
-    UnixMillis,
+    AttemptReport, BodyDigest, Command, NodeId, NotificationKind, QueueId, QueueState, Rejection,
+    Response, UnixMillis,
 };
 use openraft::ServerState;
 use openraft::async_runtime::Instant as _;
 use openraft::async_runtime::WatchReceiver;
+use tracing::info;
 
+use crate::blob_store::BlobError;
+use crate::body_reader::BodyReader;
 use crate::error::QueueError;
-use crate::queue::{Queue, unexpected};
+use crate::queue::{Queue, blob_error, unexpected};
 
 /// This node's contact with the rest of the cluster, as the delivery owner and the
 /// leader's scheduler need it. Durations are measured on this node's monotonic clock.
@@ -210,26 +214,48 @@ fn batch(response: Response) -> Result<Vec<Rejection>, QueueError> {
 }
 
 impl Queue {
-    /// Opens the body of a queued message for reading, fetching it from a node that
-    /// holds it when this node does not (yet). Returns the file and its size.
+    /// Opens the body of a queued message for reading, checked against its SHA-256,
+    /// fetching a good copy from a node that holds one when this node has none (yet)
+    /// or its copy is corrupt. Returns the reader and the body's size.
+    ///
+    /// A corrupt copy is moved into quarantine (`BlobStore::quarantine`) and replaced
+    /// from a peer; if no peer has a good copy, this fails with `Unavailable`, so that a
+    /// delivery is deferred and retried, never made with damaged bytes and never turned
+    /// into a bounce. The check reads the whole body once before the caller reads it
+    /// again, a cost paid on every delivery; the second read mostly comes from the page
+    /// cache, and the returned [`BodyReader`] checks the digest once more at the end.
     pub async fn open_body(
         &self,
-        digest: &mxfleet_core::BodyDigest,
+        digest: &BodyDigest,
         holders: &[NodeId],
-    ) -> Result<(tokio::fs::File, u64), QueueError> {
-        if !self.core.blobs.contains(digest).await {
-            let mut candidates = holders.to_vec();
-            // Any member may hold it by now (the body keeper copies bodies everywhere).
-            candidates.extend(self.core.members().keys().copied());
-            candidates.dedup();
-            crate::blob_replication::pull_body(&self.core, *digest, &candidates)
-                .await
-                .map_err(|e| QueueError::Unavailable(format!("body {digest}: {e}")))?;
+    ) -> Result<(BodyReader, u64), QueueError> {
+        let blobs = &self.core.blobs;
+        match blobs.open_verified(digest).await {
+            Ok((file, size)) => return Ok((BodyReader::new(file, *digest), size)),
+            Err(BlobError::NotFound(_)) => {}
+            Err(BlobError::Corrupt { .. }) => {
+                blobs
+                    .quarantine(digest, self.now())
+                    .await
+                    .map_err(blob_error)?;
+            }
+            Err(e) => return Err(blob_error(e)),
         }
-        self.core
-            .blobs
-            .open_blob(digest)
-            .await
-            .map_err(crate::queue::blob_error)
+        // Named holders first, then any other member: the body keeper copies bodies
+        // everywhere. `pull_body` skips this node, and verifies what it stores.
+        let mut candidates = holders.to_vec();
+        let members = self.core.members();
+        candidates.extend(members.keys().filter(|id| !holders.contains(id)));
+        if let Err(cause) =
+            crate::blob_replication::pull_body(&self.core, *digest, &candidates).await
+        {
+            return Err(QueueError::Unavailable(format!(
+                "body {digest}: no good copy here or at a peer: {cause}"
+            )));
+        }
+        info!(%digest, "body_repaired");
+        self.core.metrics.blobs.repaired.inc();
+        let (file, size) = blobs.open_verified(digest).await.map_err(blob_error)?;
+        Ok((BodyReader::new(file, *digest), size))
     }
 }

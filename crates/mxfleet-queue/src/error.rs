@@ -50,4 +50,36 @@ pub enum StartError {
     RaftConfig(String),
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("raft log: {0}")]
+    RaftLog(#[from] LogOpenError),
+}
+
+/// Why this node's Raft log could not be opened. Damage the node can repair is not an
+/// error: the log is set aside and the node rejoins from its peers (logged as
+/// `raft_log_corrupt` and `rejoining_from_peers`).
+#[derive(Debug, thiserror::Error)]
+pub enum LogOpenError {
+    /// An operational failure (permission denied, no space, the directory locked by
+    /// another process, an I/O error). Nothing was moved aside; fix the cause and start
+    /// again.
+    #[error("cannot use {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log is damaged, and the shadow copy of the vote is missing or damaged too, so
+    /// the node cannot prove which vote it last cast: rejoining on its own could let it
+    /// vote twice in a term. Restore the vote file from a backup, or remove the node from
+    /// the cluster and add it back under a new id with an empty data directory.
+    #[error(
+        "the raft log is damaged ({damage}) and the vote cannot be recovered from \
+         {vote_file}: {reason}; not repairing {log} automatically"
+    )]
+    VoteUnknown {
+        log: std::path::PathBuf,
+        vote_file: std::path::PathBuf,
+        damage: String,
+        reason: String,
+    },
 }

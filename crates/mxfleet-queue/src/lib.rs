@@ -18,9 +18,12 @@
 //! - [`error`]: `QueueError`, `StartError`.
 //! - `types`: openraft's type configuration (crate-private aliases).
 //! - `log_store`: the Raft log and vote on the raft-log WAL (group commit).
+//! - `log_recovery`: opening the log: torn tail versus damage, and the repair of a
+//!   damaged log from peers; `vote_shadow`: the vote's own checksummed file.
 //! - `state_machine`, `sled_store`, `snapshot_file`: the applied state on sled, and
 //!   metadata-only snapshot files.
 //! - [`blob_store`], `blob_replication`: bodies on disk, and between nodes.
+//! - `body_reader`: [`BodyReader`], a body read for use, verified again at its end.
 //! - [`metrics`]: `QueueMetrics`, the queue's event metrics (commit latency, leader
 //!   changes, blobs).
 //! - `peer`: the gRPC peer protocol (client, server, forwarding, TLS).
@@ -28,10 +31,12 @@
 mod admin_ops;
 mod blob_replication;
 pub mod blob_store;
+mod body_reader;
 mod cluster;
 pub mod config;
 mod delivery_ops;
 pub mod error;
+mod log_recovery;
 mod log_store;
 pub mod metrics;
 mod peer;
@@ -40,14 +45,16 @@ mod sled_store;
 mod snapshot_file;
 mod state_machine;
 mod types;
+mod vote_shadow;
 mod write_path;
 
 pub use admin_ops::MAX_IDS_PER_OPERATOR_COMMAND;
 pub use blob_store::{BlobError, BlobStore, BlobWriter, StoredBlob};
+pub use body_reader::BodyReader;
 pub use cluster::{ClusterStatus, MemberStatus};
 pub use config::{Clock, InitialMember, PeerTls, QueueConfig, SystemClock};
 pub use delivery_ops::ClusterContact;
-pub use error::{QueueError, StartError};
+pub use error::{LogOpenError, QueueError, StartError};
 pub use metrics::{BlobMetrics, QueueMetrics};
 pub use peer::forward::{LeaderView, MemberReplication};
 pub use queue::{EnqueueReceipt, Queue};

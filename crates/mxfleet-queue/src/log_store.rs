@@ -10,9 +10,14 @@
 //! Records are our own postcard encoding of openraft's types behind a length prefix
 //! (`Encoded<T>`), so a record never depends on the decoder knowing where it ends.
 //!
-//! Lifecycle: `LogStore::open` replays the WAL (blocking, so it runs on a blocking
-//! thread); the `RaftLog` sits behind a std `RwLock` that is never held across an
-//! `.await`; dropping the last handle shuts the flush thread down after a final sync.
+//! The vote has a second, separately checksummed home, the shadow file (`vote_shadow`):
+//! `save_vote` writes it durably before the WAL record, so the vote survives a log that
+//! has to be set aside.
+//!
+//! Lifecycle: `log_recovery::open_log` checks the WAL's files for damage, then calls
+//! `LogStore::open_after_scan` (blocking, so all of it runs on a blocking thread); the
+//! `RaftLog` sits behind a std `RwLock` that is never held across an `.await`; dropping
+//! the last handle shuts the flush thread down after a final sync.
 
 use std::fmt::Debug;
 use std::io;
@@ -30,11 +35,15 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::types::{Entry, LogId, TypeConfig, Vote, decode, encode};
+use crate::vote_shadow::VoteShadow;
 
 /// How long the flush thread waits for more requests before one fdatasync.
 const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(500);
 /// WAL chunk size: bounds the memory pinned by the open chunk and the replay unit.
-const CHUNK_MAX_BYTES: usize = 64 << 20;
+pub(crate) const CHUNK_MAX_BYTES: usize = 64 << 20;
+/// Records per chunk before raft-log rotates (its default, stated so that the damage
+/// scan can tell a full chunk from one that lost its end).
+pub(crate) const CHUNK_MAX_RECORDS: usize = 1024 * 1024;
 
 /// A serde value stored in the WAL as `u32 length ++ postcard bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,36 +122,76 @@ fn command_size_hint(command: &mxfleet_core::Command) -> u64 {
     }
 }
 
-/// The Raft log and vote of one node. Cheap to clone; clones share the WAL.
+/// The Raft log and vote of one node. Cheap to clone; clones share the WAL and the
+/// vote's shadow file.
 #[derive(Clone)]
 pub struct LogStore {
     wal: Arc<RwLock<raft_log::RaftLog<WalTypes>>>,
+    vote_shadow: Arc<VoteShadow>,
 }
 
 fn poisoned() -> io::Error {
     io::Error::other("raft log lock poisoned by an earlier panic")
 }
 
+fn flush_thread_stopped() -> io::Error {
+    io::Error::other("raft log flush thread stopped")
+}
+
 impl LogStore {
-    /// Opens (or creates) the WAL in `dir`, replaying it. Blocking: call from a
-    /// blocking context or through [`LogStore::open_async`].
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    /// Opens (or creates) the WAL in `dir`, replaying it, and makes whatever replay
+    /// created durable. Blocking. Checks nothing beyond what raft-log checks: callers go
+    /// through `log_recovery::open_log`, which scans the files for damage first.
+    ///
+    /// raft-log truncates an incomplete last record (a crash mid-append: those bytes
+    /// were never fsynced, so never acknowledged) and drops a last chunk that lacks its
+    /// first record; the scan has already refused both when they hide damage.
+    pub(crate) fn open_after_scan(
+        dir: &Path,
+        vote_shadow: Arc<VoteShadow>,
+        chunk_max_bytes: usize,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut config = raft_log::Config::new(dir.display());
-        config.wal.chunk_max_size = Some(CHUNK_MAX_BYTES);
+        config.wal.chunk_max_size = Some(chunk_max_bytes);
+        config.wal.chunk_max_records = Some(CHUNK_MAX_RECORDS);
         config.wal.flush_batch_wait = Some(GROUP_COMMIT_WINDOW);
+        config.wal.truncate_incomplete_record = Some(true);
         let wal = raft_log::RaftLog::open(Arc::new(config))?;
-        Ok(LogStore {
+        let store = LogStore {
             wal: Arc::new(RwLock::new(wal)),
-        })
+            vote_shadow,
+        };
+        // Replay may have created a chunk whose first record is not yet synced. Syncing
+        // it now means an empty last chunk can later only come from an interrupted
+        // rotation (after a full chunk), which is what lets the scan call any other
+        // empty last chunk damage.
+        store.flush_blocking()?;
+        Ok(store)
     }
 
-    /// [`LogStore::open`] on a blocking thread.
-    pub async fn open_async(dir: &Path) -> io::Result<Self> {
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open(&dir))
-            .await
-            .map_err(io::Error::other)?
+    /// The vote in the WAL.
+    pub(crate) fn vote(&self) -> io::Result<Option<Vote>> {
+        Ok(self.read()?.log_state().vote().map(|v| v.0))
+    }
+
+    /// The index of the last entry in the WAL.
+    pub(crate) fn last_index(&self) -> io::Result<Option<u64>> {
+        Ok(self.read()?.log_state().last().map(|id| id.0.index))
+    }
+
+    /// Writes `vote` into the WAL and waits until it is durable. Blocking; for opening
+    /// and recovery only, before Raft runs (openraft uses `save_vote`). The shadow
+    /// already holds `vote` or a greater one, so it is not written here.
+    pub(crate) fn restore_vote(&self, vote: Vote) -> io::Result<()> {
+        self.write()?.save_vote(Encoded(vote))?;
+        self.flush_blocking()
+    }
+
+    fn flush_blocking(&self) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.write()?.flush(true, Some(FlushDone::Waiter(tx)))?;
+        rx.blocking_recv().map_err(|_| flush_thread_stopped())?
     }
 
     /// How many fdatasync batches the WAL has performed (group commit shows as far
@@ -224,6 +273,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        // Shadow first: a crash between the two writes leaves the shadow ahead of the
+        // WAL (reconciled at the next open), never behind a vote we answered with.
+        self.vote_shadow.store(*vote).await?;
         let (tx, rx) = oneshot::channel();
         {
             let mut wal = self.write()?;
@@ -231,8 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             wal.flush(true, Some(FlushDone::Waiter(tx)))?;
         }
         // The vote must be durable before we answer anyone with it.
-        rx.await
-            .map_err(|_| io::Error::other("raft log flush thread stopped"))?
+        rx.await.map_err(|_| flush_thread_stopped())?
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {

@@ -36,7 +36,7 @@ use crate::blob_replication::{replicate_to_quorum, run_body_keeper};
 use crate::blob_store::{BlobStore, BlobWriter, StoredBlob};
 use crate::config::QueueConfig;
 use crate::error::{QueueError, StartError};
-use crate::log_store::LogStore;
+use crate::log_recovery::{ChunkLimits, OpenedLog, open_log_async};
 use crate::peer::forward::{ForwardedResponse, ForwardedWrite};
 use crate::peer::raft_client::PeerNetwork;
 use crate::peer::service::PeerService;
@@ -81,10 +81,14 @@ impl Queue {
         let storage =
             |what, path: PathBuf| move |source| StartError::Storage { what, path, source };
         std::fs::create_dir_all(&data_dir).map_err(storage("data directory", data_dir.clone()))?;
-        let log_dir = data_dir.join("raft-log");
-        let log = LogStore::open_async(&log_dir)
-            .await
-            .map_err(storage("raft log", log_dir))?;
+        // Before the state machine: a damaged log is set aside together with the state
+        // derived from it, and the node rejoins from its peers (see `log_recovery`).
+        let OpenedLog { log, recovery } = open_log_async(
+            data_dir.clone(),
+            ChunkLimits::PRODUCTION,
+            config.clock.now(),
+        )
+        .await?;
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let state_dir = data_dir.clone();
         let state = tokio::task::spawn_blocking(move || {
@@ -120,6 +124,7 @@ impl Queue {
         let channels = Arc::new(PeerChannels::new(
             config.tls.clone(),
             config.election_timeout,
+            config.peer_bind_address,
         ));
         let raft_config = openraft::Config {
             cluster_name: "mxfleet".into(),
@@ -134,6 +139,13 @@ impl Queue {
             purge_batch_size: (config.snapshot_every / 2).clamp(1, 64),
             install_snapshot_timeout: 30_000,
             enable_pre_vote: Some(true),
+            // A follower whose damaged log was set aside comes back with less log than
+            // the leader had matched. Without this the leader panics on a debug
+            // assertion (a release build keeps a match the follower no longer has, and
+            // replication to it can stall); with it, the leader starts that follower's
+            // replication over. The commit index never goes back. Logs revert only
+            // through that recovery: the stores fsync before acknowledging.
+            allow_log_reversion: Some(true),
             ..Default::default()
         }
         .validate()
@@ -212,7 +224,19 @@ impl Queue {
             local_addr,
             advertise,
         };
-        queue.bootstrap_if_first().await?;
+        if recovery.is_some() {
+            queue.core.metrics.raft_log_recoveries.inc();
+        }
+        match recovery.and_then(|r| r.restored_vote) {
+            // A node that had voted belonged to a cluster: never bootstrap a new one,
+            // even if its restored vote is still an initial member's term-0 vote
+            // (openraft only counts a later term as "initialized").
+            Some(vote) => info!(
+                vote_term = vote.leader_id.term,
+                "bootstrap_skipped_after_log_recovery"
+            ),
+            None => queue.bootstrap_if_first().await?,
+        }
         info!(node_id = config.node_id, peer_addr = %local_addr, site = %config.site, "queue_started");
         Ok(queue)
     }
@@ -266,6 +290,12 @@ impl Queue {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.core.id
+    }
+
+    /// Whether this node is in the membership it last applied. A node removed from
+    /// the cluster stays out: nothing it proposes can commit any more.
+    pub fn is_member(&self) -> bool {
+        self.core.members().contains_key(&self.core.id)
     }
 
     /// The bound peer address (useful when the config asked for port 0).

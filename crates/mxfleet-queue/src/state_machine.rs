@@ -68,13 +68,18 @@ fn poisoned() -> io::Error {
     io::Error::other("state machine lock poisoned by an earlier panic")
 }
 
+/// The sled database under the data directory.
+pub(crate) const SLED_DIR: &str = "state";
+/// Snapshot files under the data directory.
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+
 impl StateMachineStore {
     /// Opens the state under `dir` (`dir/state` for sled, `dir/snapshots`).
     pub(crate) fn open(
         dir: &Path,
         events: Option<mpsc::UnboundedSender<StateEvent>>,
     ) -> io::Result<Self> {
-        let snapshot_dir = dir.join("snapshots");
+        let snapshot_dir = dir.join(SNAPSHOT_DIR);
         std::fs::create_dir_all(&snapshot_dir)?;
         for entry in std::fs::read_dir(&snapshot_dir)? {
             let path = entry?.path();
@@ -87,7 +92,7 @@ impl StateMachineStore {
                 std::fs::remove_file(&path)?;
             }
         }
-        let sled = SledStore::open(&dir.join("state"))?;
+        let sled = SledStore::open(&dir.join(SLED_DIR))?;
         let mut persisted = sled.load().unwrap_or_else(|e| {
             warn!(cause = %e, "state_unreadable_rebuilding_from_snapshot");
             PersistedState::default()

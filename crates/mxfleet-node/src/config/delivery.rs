@@ -33,7 +33,7 @@ use super::destination::{
 };
 use super::dns_name;
 use super::error::ErrorReport;
-use super::fields::{MAX_MESSAGE_SIZE, duration, size};
+use super::fields::{MAX_MESSAGE_SIZE, bind_address, duration, size};
 use super::raw::{DurationText, RawDelivery};
 use super::relay_domains::RelayDomainConfig;
 
@@ -128,7 +128,11 @@ pub(super) fn check_delivery(
         raw.node_dead_after.take(),
         defaults.node_dead_after,
     );
-    let bind_address = bind_address(report, raw.smtp_bind_address.take());
+    let bind_address = bind_address(
+        report,
+        "delivery.smtp_bind_address",
+        raw.smtp_bind_address.take(),
+    );
     let helo_name = match raw.smtp_helo_name.take() {
         Some(text) => host_name(report, "delivery.smtp_helo_name", &text),
         None => smtp_hostname.map(str::to_owned),
@@ -336,25 +340,6 @@ fn client_timeouts(
         data_termination: data_termination?,
         ..defaults
     })
-}
-
-/// `smtp_bind_address`: one IP address to connect from; `None` lets the kernel choose.
-fn bind_address(report: &mut ErrorReport, text: Option<String>) -> Option<Option<IpAddr>> {
-    let Some(text) = text else {
-        return Some(None);
-    };
-    match text.parse::<IpAddr>() {
-        Ok(address) => Some(Some(address)),
-        Err(_) => {
-            report.push(
-                "delivery.smtp_bind_address",
-                format!(
-                    r#"{text:?} is not an IP address to connect from, e.g. "192.0.2.25" or "2001:db8::25" (no port)"#
-                ),
-            );
-            None
-        }
-    }
 }
 
 /// `dns_servers`: `ip:port` entries (a bare IP means port 53); absent means the system

@@ -1,8 +1,10 @@
-//! Field-level checks shared by the stage-2 sections: units, counts, labels and files.
+//! Field-level checks shared by the stage-2 sections: units, counts, labels, files and
+//! source addresses.
 //!
 //! Each function checks one value, reports what is wrong under the key it is given, and
 //! returns `None` in that case, so callers can keep checking the other fields.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -315,4 +317,29 @@ pub(super) fn data_dir(
         return None;
     }
     Some(dir)
+}
+
+/// A source address for outgoing connections (`delivery.smtp_bind_address`,
+/// `peer.bind_address`): one IP address, no port. An absent key is `Some(None)`: the
+/// kernel chooses, by the route to each destination.
+pub(super) fn bind_address(
+    report: &mut ErrorReport,
+    key: &str,
+    text: Option<String>,
+) -> Option<Option<IpAddr>> {
+    let Some(text) = text else {
+        return Some(None);
+    };
+    match text.parse::<IpAddr>() {
+        Ok(address) => Some(Some(address)),
+        Err(_) => {
+            report.push(
+                key,
+                format!(
+                    r#"{text:?} is not an IP address to connect from, e.g. "192.0.2.25" or "2001:db8::25" (no port)"#
+                ),
+            );
+            None
+        }
+    }
 }

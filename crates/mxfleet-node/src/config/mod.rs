@@ -27,7 +27,8 @@
 //! Layout:
 //! - `raw`: stage 1, the file's shape (`RawConfig`).
 //! - `validated`: stage 2, [`NodeConfig`] and its sections, and the rules across keys.
-//! - `peer`: stage 2 of `[peer]`, [`PeerConfig`] (listen, advertise, mutual TLS).
+//! - `peer`: stage 2 of `[peer]`, [`PeerConfig`] (listen, advertise, source address,
+//!   mutual TLS).
 //! - `smtp`: stage 2 of `[smtp]`, [`SmtpConfig`] (listener, limits, STARTTLS).
 //! - `delivery`: stage 2 of `[delivery]`, the node's `mxfleet_delivery::DeliveryConfig`.
 //! - `relay_domains`: stage 2 of `[[relay_domains]]`, [`RelayDomainConfig`].

@@ -1,20 +1,22 @@
 //! `[peer]`: the Raft and replication port between fleet members, and how it is secured.
 //!
 //! `listen` is what the peer server binds; `advertise` is what the other members dial,
-//! and defaults to `listen` (required when `listen` binds every interface). Peer traffic
-//! is mutual TLS (`tls_cert`, `tls_key`, `tls_ca`) unless `plaintext = true` says
+//! and defaults to `listen` (required when `listen` binds every interface).
+//! `bind_address` is the source IP of the connections this node opens to the others (on
+//! a multi-homed host, the address their firewalls expect); without it the kernel picks
+//! one by route. Peer traffic is mutual TLS (`tls_cert`, `tls_key`, `tls_ca`) unless `plaintext = true` says
 //! otherwise, explicitly: a forgotten TLS section is an error, not a plaintext fleet.
 //!
 //! Layout: the types ([`PeerConfig`], [`PeerTransport`]), then [`check_peer`] and the
 //! checks of each key. Whether this node's `cluster.initial_members` entry matches the
 //! advertised address is checked in [`super::validated`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use super::FileChecks;
 use super::error::ErrorReport;
-use super::fields::{existing_file, required};
+use super::fields::{bind_address, existing_file, required};
 use super::host_port::HostPort;
 use super::raw::RawPeer;
 
@@ -26,6 +28,9 @@ pub struct PeerConfig {
     /// `host:port` the other members dial, normalized (names lowercased, IPv6 in
     /// brackets). Equals `listen` unless `advertise` was given.
     pub advertise: String,
+    /// The local IP every outgoing peer connection (Raft, forwarded writes, body
+    /// replication) is made from; `None` lets the kernel choose.
+    pub bind_address: Option<IpAddr>,
     pub transport: PeerTransport,
 }
 
@@ -53,6 +58,7 @@ pub(super) struct Advertised {
 pub(super) struct PeerDraft {
     pub(super) listen: Option<SocketAddr>,
     pub(super) advertised: Option<Advertised>,
+    pub(super) bind_address: Option<Option<IpAddr>>,
     pub(super) transport: Option<PeerTransport>,
 }
 
@@ -73,10 +79,12 @@ pub(super) fn check_peer(
         Some(text) => advertise_addr(report, &text),
         None => listen.and_then(|listen| advertise_from_listen(report, listen)),
     };
+    let bind_address = bind_address(report, "peer.bind_address", raw.bind_address.take());
     let transport = peer_transport(report, &raw, checks);
     PeerDraft {
         listen,
         advertised,
+        bind_address,
         transport,
     }
 }

@@ -57,6 +57,7 @@ pub(crate) struct RawNode {
 pub(crate) struct RawPeer {
     pub listen: Option<String>,
     pub advertise: Option<String>,
+    pub bind_address: Option<String>,
     pub plaintext: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

@@ -56,6 +56,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(config.node.data_dir, Path::new("/var/lib/mxfleet"));
     assert_eq!(config.peer.listen.to_string(), "127.0.0.1:7401");
     assert_eq!(config.peer.advertise, "127.0.0.1:7401");
+    assert_eq!(config.peer.bind_address, None);
     assert_eq!(config.peer.transport, PeerTransport::Plaintext);
     assert!(config.cluster.initial_members.is_empty());
     assert_eq!(config.raft, RaftTimers::default());
@@ -400,6 +401,33 @@ fn advertise_rules() {
         "listen = \"0.0.0.0:7401\"\nadvertise = \"MX1.Example.net:7401\"\nplaintext = true",
     ));
     assert_eq!(config.peer.advertise, "mx1.example.net:7401");
+}
+
+#[test]
+fn peer_bind_address_is_one_ip_without_a_port() {
+    for (written, expected) in [("10.0.1.5", "10.0.1.5"), ("2001:DB8::5", "2001:db8::5")] {
+        let config = accepted(&with_peer(&format!(
+            "listen = \"127.0.0.1:7401\"\nbind_address = \"{written}\"\nplaintext = true"
+        )));
+        let expected: std::net::IpAddr = expected.parse().expect("test address");
+        assert_eq!(config.peer.bind_address, Some(expected), "{written}");
+    }
+
+    for garbage in ["10.0.1.5:7401", "mx1.example.net", ""] {
+        let errors = rejected(&with_peer(&format!(
+            "listen = \"127.0.0.1:7401\"\nbind_address = \"{garbage}\"\nplaintext = true"
+        )));
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            ["peer.bind_address"],
+            "{garbage:?}: {errors}"
+        );
+        let message = message_for(&errors, "peer.bind_address");
+        assert!(
+            message.contains("not an IP address to connect from"),
+            "{garbage:?}: {message}"
+        );
+    }
 }
 
 #[test]

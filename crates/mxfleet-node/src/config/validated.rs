@@ -196,6 +196,7 @@ pub(crate) fn validate(
         peer: PeerConfig {
             listen: peer.listen?,
             advertise: peer.advertised?.addr.to_string(),
+            bind_address: peer.bind_address?,
             transport: peer.transport?,
         },
         cluster: ClusterConfig { initial_members },

@@ -280,12 +280,23 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<Self::GetBlobStream>, Status> {
         let digest = BodyDigest::from_hex(&request.get_ref().sha256)
             .ok_or_else(|| bad_request("sha256 must be 64 hex digits"))?;
-        let (file, size) = self
-            .core()?
-            .blobs
-            .open_blob(&digest)
-            .await
-            .map_err(blob_status)?;
+        let core = self.core()?;
+        // Checked before serving (one extra read, and pulls are rare): a corrupt copy
+        // would only be streamed whole and then refused by the puller, again at every
+        // pull. Found corrupt, it goes into quarantine here, and the puller asks the
+        // next holder.
+        let (file, size) = match core.blobs.open_verified(&digest).await {
+            Ok(opened) => opened,
+            Err(error @ BlobError::Corrupt { .. }) => {
+                let now = core.config.clock.now();
+                core.blobs
+                    .quarantine(&digest, now)
+                    .await
+                    .map_err(blob_status)?;
+                return Err(Status::data_loss(error.to_string()));
+            }
+            Err(e) => return Err(blob_status(e)),
+        };
         let name = digest.to_hex();
         let chunks = ReaderStream::with_capacity(file, CHUNK_BYTES).map(move |item| {
             item.map(|data| BlobChunk {

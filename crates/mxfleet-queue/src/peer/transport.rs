@@ -1,8 +1,13 @@
 //! How a node reaches its peers: one lazily connected tonic `Channel` per peer address,
 //! plaintext only when the configuration says so explicitly, otherwise mutual TLS with
-//! the fleet's own CA.
+//! the fleet's own CA, and from the configured source address if there is one.
+//!
+//! [`PeerChannels`] is the only place in the crate that dials a peer: Raft RPCs,
+//! forwarded writes and body pushes and pulls all take their client from it, so the
+//! source address and TLS settings hold for every outgoing peer connection.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,6 +64,9 @@ impl PeerTls {
 pub(crate) struct PeerChannels {
     tls: PeerTls,
     connect_timeout: Duration,
+    /// The local IP outgoing connections are bound to (`QueueConfig::peer_bind_address`);
+    /// `None` lets the kernel choose.
+    bind_address: Option<IpAddr>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -72,10 +80,15 @@ pub(crate) struct ChannelError {
 }
 
 impl PeerChannels {
-    pub(crate) fn new(tls: PeerTls, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        tls: PeerTls,
+        connect_timeout: Duration,
+        bind_address: Option<IpAddr>,
+    ) -> Self {
         PeerChannels {
             tls,
             connect_timeout,
+            bind_address,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -108,6 +121,9 @@ impl PeerChannels {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(wrap)?
             .connect_timeout(self.connect_timeout)
+            // hyper binds only sockets of the address's family; a peer of the other
+            // family is dialled from the kernel's choice.
+            .local_address(self.bind_address)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
@@ -129,5 +145,42 @@ impl PeerChannels {
                 .map_err(wrap)?;
         }
         Ok(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use mxfleet_proto::raft::v1::GetBlobRequest;
+    use tokio::net::TcpListener;
+
+    use super::{PeerChannels, PeerTls};
+
+    /// A peer connection comes from `bind_address`: a plain TCP listener stands in for
+    /// the peer, and the address it sees the connection come from is checked. The gRPC
+    /// call itself fails (nothing answers HTTP/2), which does not matter here.
+    #[tokio::test]
+    async fn peer_connections_come_from_the_bind_address() -> anyhow::Result<()> {
+        // All of 127.0.0.0/8 is on the loopback interface on Linux, so this address can
+        // be bound without any setup, and differs from the kernel's choice (127.0.0.1).
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 22));
+        let peer = TcpListener::bind("127.0.0.1:0").await?;
+        let peer_addr = peer.local_addr()?;
+        let channels = PeerChannels::new(PeerTls::Plaintext, Duration::from_secs(5), Some(source));
+        let mut client = channels.client(&peer_addr.to_string())?;
+        let call = tokio::spawn(async move {
+            let request = GetBlobRequest {
+                sha256: "00".repeat(32),
+            };
+            let _ = client.get_blob(request).await;
+        });
+        let (_stream, from) = tokio::time::timeout(Duration::from_secs(10), peer.accept())
+            .await
+            .map_err(|_| anyhow::anyhow!("the peer was never dialled"))??;
+        assert_eq!(from.ip(), source, "the connection came from {from}");
+        call.abort();
+        Ok(())
     }
 }

@@ -105,20 +105,33 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
     };
     let stop = mxfleet_node::signals::stop_requested();
     tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            signal = &mut stop => {
-                match signal {
-                    Ok(name) => info!(signal = name, "stop_requested"),
-                    Err(e) => error!(cause = %e, "signal_handler_failed"),
+    let exit = {
+        // Borrows the node until the loop ends, before the shutdown takes it.
+        let raft_failed = node.queue().raft_failed();
+        tokio::pin!(raft_failed);
+        loop {
+            tokio::select! {
+                signal = &mut stop => {
+                    match signal {
+                        Ok(name) => info!(signal = name, "stop_requested"),
+                        Err(e) => error!(cause = %e, "signal_handler_failed"),
+                    }
+                    break 0;
                 }
-                break;
+                // Raft stopped by itself (a full disk, an I/O error): this node can take
+                // no part until it restarts, so it stops and exits 1, and its supervisor
+                // (systemd's Restart=on-failure) starts it again; once the disk has room
+                // it rejoins and catches up from the leader.
+                cause = &mut raft_failed => {
+                    error!(%cause, "raft_failed_node_exits");
+                    break EXIT_FAILED;
+                }
+                _ = reloads.recv() => reload_relay_policy(&args.config, &policy),
             }
-            _ = reloads.recv() => reload_relay_policy(&args.config, &policy),
         }
-    }
+    };
     node.shutdown(SHUTDOWN_DEADLINE).await;
-    0
+    exit
 }
 
 /// SIGHUP: re-read the config file and swap in the new relay policy (relay domains and
