@@ -18,7 +18,8 @@ use mxfleet_chaos::scenario::{self, RunSettings, Scale, Scenario};
     about = "Prove mxfleet's promises under simulated telehouse outages"
 )]
 struct Args {
-    /// A scenario name, a comma-separated list, or `all`.
+    /// A scenario name, a comma-separated list, `all`, or `regressions` (the seeded runs
+    /// in `chaos/regressions.txt`).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// `short` (CI: every scenario in about a minute) or `long`.
@@ -53,6 +54,18 @@ async fn main() -> ExitCode {
         for s in Scenario::ALL {
             println!("{:<22} {}", s.name(), s.describe());
         }
+        match regressions() {
+            Ok(runs) => {
+                for (s, seed) in runs {
+                    println!(
+                        "regression: {} --seed {}",
+                        s.name(),
+                        seed.unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => eprintln!("mxfleet-chaos: {e:#}"),
+        }
         return ExitCode::SUCCESS;
     }
     match run(args).await {
@@ -76,9 +89,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&args.out)?;
     let root = args.out.canonicalize()?;
     let mut rows: Vec<Row> = Vec::new();
-    for scenario in scenarios {
-        let seed = args
-            .seed
+    for (scenario, regression_seed) in scenarios {
+        let seed = regression_seed
+            .or(args.seed)
             .unwrap_or_else(|| u64::from(rand::random::<u32>()));
         let settings = RunSettings {
             binary: binary.clone(),
@@ -122,16 +135,45 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(rows.iter().all(Row::passed))
 }
 
-fn parse_scenarios(text: &str) -> anyhow::Result<Vec<Scenario>> {
-    if text == "all" {
-        return Ok(Scenario::ALL.to_vec());
+/// The runs to make: `all`, `regressions` (the seeded runs in `regressions.txt`), or
+/// scenario names, comma-separated. A regression brings its own seed.
+fn parse_scenarios(text: &str) -> anyhow::Result<Vec<(Scenario, Option<u64>)>> {
+    let mut runs = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        match name {
+            "all" => runs.extend(Scenario::ALL.iter().map(|s| (*s, None))),
+            "regressions" => runs.extend(regressions()?),
+            _ => {
+                let scenario = Scenario::parse(name).with_context(|| {
+                    let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    format!(
+                        "unknown scenario {name:?}; known: all, regressions, {}",
+                        known.join(", ")
+                    )
+                })?;
+                runs.push((scenario, None));
+            }
+        }
     }
-    text.split(',')
-        .map(|name| {
-            Scenario::parse(name.trim()).with_context(|| {
-                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-                format!("unknown scenario {name:?}; known: {}", known.join(", "))
-            })
+    Ok(runs)
+}
+
+/// `chaos/regressions.txt`: one `scenario seed what-it-found` per line.
+fn regressions() -> anyhow::Result<Vec<(Scenario, Option<u64>)>> {
+    let text = include_str!("../regressions.txt");
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next().unwrap_or_default();
+            let scenario = Scenario::parse(name)
+                .with_context(|| format!("regressions.txt: unknown scenario {name:?}"))?;
+            let seed = words
+                .next()
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("regressions.txt: no seed on {line:?}"))?;
+            Ok((scenario, Some(seed)))
         })
         .collect()
 }
@@ -161,4 +203,31 @@ fn find_or_build_mxfleet() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_regression_names_a_scenario_and_a_seed() {
+        let runs = regressions().expect("regressions.txt parses");
+        assert!(!runs.is_empty());
+        assert!(runs.iter().all(|(_, seed)| seed.is_some()));
+    }
+
+    #[test]
+    fn all_and_regressions_combine_and_unknown_names_are_refused() {
+        let runs = parse_scenarios("all,regressions").expect("parses");
+        assert_eq!(runs.len(), 8 + regressions().unwrap().len());
+        assert_eq!(
+            parse_scenarios("site-dark").unwrap(),
+            vec![(Scenario::SiteDark, None)]
+        );
+        let error = parse_scenarios("site-dusk").unwrap_err().to_string();
+        assert!(
+            error.contains("known: all, regressions, site-dark"),
+            "{error}"
+        );
+    }
 }

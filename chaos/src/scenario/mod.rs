@@ -509,3 +509,26 @@ pub(crate) fn node_log(fleet: &Fleet, id: u64) -> String {
         .with_context(|| format!("reading node {id}'s log"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_are_read_by_key_with_quotes_trimmed() {
+        let line = r#"2026-11-22T08:06:17Z  INFO mxfleet_queue::metrics: raft_became_leader term=7 node="n3" site=site-b"#;
+        assert_eq!(field(line, "term"), Some("7"));
+        assert_eq!(field(line, "node"), Some("n3"));
+        assert_eq!(field(line, "leader"), None);
+    }
+
+    #[test]
+    fn every_scenario_has_a_unique_name_that_parses_back() {
+        let names: BTreeSet<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Scenario::ALL.len());
+        for scenario in Scenario::ALL {
+            assert_eq!(Scenario::parse(scenario.name()), Some(scenario));
+        }
+        assert!(Scale::parse("short").is_some() && Scale::parse("huge").is_none());
+    }
+}

@@ -801,3 +801,23 @@ fn corruption_detected(fleet: &Fleet) -> Vec<Invariant> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_counts_deliveries_inside_any_window_of_that_length() {
+        let times = [0, 100, 900, 1000, 1100, 5000];
+        assert_eq!(peak_in_window(&times, 1000), 3, "0..999 or 100..1099");
+        assert_eq!(peak_in_window(&times, 2000), 5);
+        assert_eq!(peak_in_window(&[], 1000), 0);
+    }
+
+    #[test]
+    fn the_disk_full_victim_follows_the_seed_in_the_run_directory() {
+        assert_eq!(disk_full_victim(Path::new("/x/disk-full-0")), 1);
+        assert_eq!(disk_full_victim(Path::new("/x/disk-full-9")), 5);
+        assert_eq!(disk_full_victim(Path::new("/x/disk-full-10")), 1);
+    }
+}
