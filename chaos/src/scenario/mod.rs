@@ -4,14 +4,19 @@
 //! every node, play the scenario's seeded schedule while the load runs, stop the load,
 //! heal every fault (network, paused or killed processes, the primary), wait until
 //! the primary has every acknowledged message and the replicated queue is empty, then
-//! check the history and the fleet's logs. Every scenario is a function in
-//! [`schedules`]; [`Scenario::describe`] says what it proves.
+//! check the history and the fleet's logs. Every scenario is a function in `network`,
+//! `process` or `disk`, dispatched from `schedules`; [`Scenario::describe`] says what
+//! it proves.
 //!
 //! Checks beyond the history verdict (lost / unexpected / duplicated) are recorded as
 //! [`Invariant`]s: no two leaders in one term (from the nodes' `raft_became_leader`
 //! log lines), and whatever the scenario adds (a paced drain, a refused minority, a
 //! detected corruption).
 
+mod checks;
+mod disk;
+mod network;
+mod process;
 mod schedules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -370,7 +375,7 @@ async fn finish(
         .collect();
     let verdict = checker::check(&history, &deliveries);
     invariants.push(no_split_brain(&fleet));
-    let extra = schedules::after(scenario, &fleet, &history, &deliveries, drain_from);
+    let extra = checks::after(scenario, &fleet, &history, &deliveries, drain_from);
     invariants.extend(extra);
 
     let max_unavailable = windows
