@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::Run;
 use super::schedules::wait_admin;
+use super::{Run, node_log};
 use crate::fleet::{Fleet, node_name};
 use crate::load::Outcome;
 
@@ -46,11 +46,19 @@ pub(super) async fn disk_full(run: &mut Run) -> anyhow::Result<()> {
     let full_until = run.now_ms();
     std::fs::remove_file(&filler)?;
     run.note(format!("node {victim}'s disk has room again"));
-    // A node whose Raft stopped on a failed write exits 1; its supervisor starts it
-    // again, as systemd's Restart=on-failure does.
-    if run.fleet.process_down(victim) {
+    // A node whose Raft stopped on a failed write keeps answering 4xx until its disk
+    // takes writes again, then exits 1; its supervisor starts it again, as systemd's
+    // Restart=on-failure does.
+    if node_log(&run.fleet, victim).contains(" raft_failed ") {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !run.fleet.process_down(victim) {
+            if std::time::Instant::now() > until {
+                bail!("node {victim}'s Raft failed, and it did not exit once its disk had room");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         run.note(format!(
-            "node {victim} had exited (Raft stopped on the full disk); restarted"
+            "node {victim}'s Raft stopped on the full disk; it exited once the disk had room, and was restarted"
         ));
         run.fleet.start_node(victim)?;
         run.fleet

@@ -118,13 +118,21 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
                     }
                     break 0;
                 }
-                // Raft stopped by itself (a full disk, an I/O error): this node can take
-                // no part until it restarts, so it stops and exits 1, and its supervisor
-                // (systemd's Restart=on-failure) starts it again; once the disk has room
-                // it rejoins and catches up from the leader.
+                // Raft stopped by itself (a full disk, an I/O error): this node can
+                // take no part until it restarts. SMTP stays up and answers 452/451
+                // (nothing can be stored here), so that senders try another MX rather
+                // than a closed port. Once the data directory takes writes again the
+                // node exits 1; its supervisor (systemd's Restart=on-failure) starts
+                // it, and it rejoins and catches up from the leader.
                 cause = &mut raft_failed => {
-                    error!(%cause, "raft_failed_node_exits");
-                    break EXIT_FAILED;
+                    error!(%cause, "raft_failed");
+                    match wait_for_room(&config.node.data_dir, &mut stop).await {
+                        Some(()) => {
+                            error!("raft_failed_node_exits");
+                            break EXIT_FAILED;
+                        }
+                        None => break 0,
+                    }
                 }
                 _ = reloads.recv() => reload_relay_policy(&args.config, &policy),
             }
@@ -132,6 +140,49 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
     };
     node.shutdown(SHUTDOWN_DEADLINE).await;
     exit
+}
+
+/// How often a node whose Raft failed checks whether its disk takes writes again.
+const ROOM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Room enough in the data directory to restart: one MiB written and synced.
+const ROOM_PROBE_BYTES: usize = 1 << 20;
+
+/// Waits until `data_dir` takes a synced 1 MiB write again (`Some`), or until a stop
+/// signal (`None`).
+async fn wait_for_room<F: std::future::Future>(
+    data_dir: &std::path::Path,
+    stop: &mut std::pin::Pin<&mut F>,
+) -> Option<()> {
+    let probe = data_dir.join(".room-probe");
+    loop {
+        let attempt = {
+            let probe = probe.clone();
+            tokio::task::spawn_blocking(move || write_probe(&probe)).await
+        };
+        match attempt {
+            Ok(Ok(())) => return Some(()),
+            Ok(Err(cause)) => info!(%cause, "raft_failed_waiting_for_disk"),
+            Err(cause) => info!(%cause, "raft_failed_waiting_for_disk"),
+        }
+        tokio::select! {
+            _ = stop.as_mut() => {
+                info!("stop_requested");
+                return None;
+            }
+            _ = tokio::time::sleep(ROOM_CHECK_INTERVAL) => {}
+        }
+    }
+}
+
+fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let result = std::fs::File::create(path).and_then(|mut file| {
+        file.write_all(&vec![0u8; ROOM_PROBE_BYTES])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(path);
+    result
 }
 
 /// SIGHUP: re-read the config file and swap in the new relay policy (relay domains and
