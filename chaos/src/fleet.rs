@@ -184,9 +184,21 @@ pub struct Fleet {
     initial: Vec<u64>,
 }
 
+/// Ports the harness hands to nodes: below Linux's ephemeral range (32768 and up by
+/// default), so that no outgoing connection can take one between this check and the
+/// node's own bind (CI caught a node failing to start with "address in use" when the
+/// kernel chose such ports).
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback address for a node's listener.
 fn free_addr() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    for _ in 0..500 {
+        let port = rand::random_range(NODE_PORTS);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
+    bail!("no free loopback port in {NODE_PORTS:?}")
 }
 
 impl Fleet {

@@ -113,7 +113,8 @@ pub struct Scale {
     /// New messages per second, over all nodes.
     pub rate: f64,
     pub concurrency: usize,
-    /// How long the load runs (the schedule plays inside it).
+    /// The base period schedules divide (a quarter of it before a fault, say); the
+    /// load runs for as long as the schedule plays.
     pub load: Duration,
     /// How long one fault is held.
     pub fault: Duration,
