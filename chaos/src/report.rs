@@ -27,15 +27,9 @@ pub struct Row {
     pub scenario: String,
     pub seed: u64,
     pub status: Status,
-    pub submitted: u64,
-    pub acked: u64,
-    pub delivered: u64,
-    pub lost: Vec<u64>,
-    pub unexpected: Vec<String>,
-    pub duplicated_resubmission_missed: u64,
-    pub duplicated_internal: u64,
-    pub unknown: u64,
-    pub unknown_delivered: u64,
+    /// The checker's counts, flattened into the row's JSON.
+    #[serde(flatten)]
+    pub verdict: Verdict,
     pub max_unavailable_ms: u64,
     pub drain_ms: u64,
     pub invariants: Vec<Invariant>,
@@ -51,15 +45,7 @@ impl Row {
             scenario: scenario.to_string(),
             seed,
             status,
-            submitted: 0,
-            acked: 0,
-            delivered: 0,
-            lost: Vec::new(),
-            unexpected: Vec::new(),
-            duplicated_resubmission_missed: 0,
-            duplicated_internal: 0,
-            unknown: 0,
-            unknown_delivered: 0,
+            verdict: Verdict::default(),
             max_unavailable_ms: 0,
             drain_ms: 0,
             invariants: Vec::new(),
@@ -97,15 +83,7 @@ impl Row {
             seed,
             if holds { Status::Pass } else { Status::Fail },
         );
-        row.submitted = verdict.submitted;
-        row.acked = verdict.acked;
-        row.delivered = verdict.delivered;
-        row.lost = verdict.lost.clone();
-        row.unexpected = verdict.unexpected.clone();
-        row.duplicated_resubmission_missed = verdict.duplicated_resubmission_missed;
-        row.duplicated_internal = verdict.duplicated_internal;
-        row.unknown = verdict.unknown;
-        row.unknown_delivered = verdict.unknown_delivered;
+        row.verdict = verdict.clone();
         row.max_unavailable_ms = max_unavailable.as_millis() as u64;
         row.drain_ms = drain.as_millis() as u64;
         row.invariants = invariants;
@@ -140,13 +118,16 @@ pub fn table(rows: &[Row]) -> String {
             row.scenario.clone(),
             row.seed.to_string(),
             format!("{:?}", row.status).to_lowercase(),
-            row.acked.to_string(),
-            row.delivered.to_string(),
-            row.lost.len().to_string(),
-            row.unexpected.len().to_string(),
-            row.duplicated_resubmission_missed.to_string(),
-            row.duplicated_internal.to_string(),
-            format!("{} ({} arrived)", row.unknown, row.unknown_delivered),
+            row.verdict.acked.to_string(),
+            row.verdict.delivered.to_string(),
+            row.verdict.lost.len().to_string(),
+            row.verdict.unexpected.len().to_string(),
+            row.verdict.duplicated_resubmission_missed.to_string(),
+            row.verdict.duplicated_internal.to_string(),
+            format!(
+                "{} ({} arrived)",
+                row.verdict.unknown, row.verdict.unknown_delivered
+            ),
             seconds(row.max_unavailable_ms),
             seconds(row.drain_ms),
         ]);
@@ -186,10 +167,10 @@ pub fn table(rows: &[Row]) -> String {
         if let Some(error) = &row.error {
             out.push_str(&format!("  error: {error}\n"));
         }
-        if !row.lost.is_empty() {
-            out.push_str(&format!("  lost: {:?}\n", row.lost));
+        if !row.verdict.lost.is_empty() {
+            out.push_str(&format!("  lost: {:?}\n", row.verdict.lost));
         }
-        for line in &row.unexpected {
+        for line in &row.verdict.unexpected {
             out.push_str(&format!("  unexpected: {line}\n"));
         }
         for invariant in broken {
@@ -217,7 +198,7 @@ mod tests {
     #[test]
     fn a_failing_row_is_explained_under_the_table() {
         let mut failing = Row::empty("site-dark", 7, Status::Fail);
-        failing.lost = vec![3, 9];
+        failing.verdict.lost = vec![3, 9];
         failing.data_dir = "/tmp/x".into();
         let passing = Row::empty("disk-full", 7, Status::Pass);
         let text = table(&[failing, passing]);
