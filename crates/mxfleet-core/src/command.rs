@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::spam::SpamFact;
 use crate::{
     AttemptReport, BodyDigest, DedupKey, Envelope, MessageState, NodeId, NotificationKind, QueueId,
     UnixMillis,
@@ -100,6 +101,10 @@ pub enum Command {
     ForgetFinished { before: UnixMillis },
     /// Drops dedup records whose window ended at or before `now`.
     ExpireDedup { now: UnixMillis },
+    /// What nodes' spam checks saw (greylisting, recipient verification), batched.
+    SpamFacts { facts: Vec<SpamFact> },
+    /// Drops spam-check records whose `expires_at` is at or before `now`.
+    ExpireSpamState { now: UnixMillis },
 }
 
 impl Command {
@@ -119,6 +124,8 @@ impl Command {
             Command::Drain { .. } => "drain",
             Command::ForgetFinished { .. } => "forget_finished",
             Command::ExpireDedup { .. } => "expire_dedup",
+            Command::SpamFacts { .. } => "spam_facts",
+            Command::ExpireSpamState { .. } => "expire_spam_state",
         }
     }
 }
@@ -159,6 +166,8 @@ impl std::fmt::Display for Command {
             Command::Drain { node, drained, .. } => write!(f, "drain({node}: {drained})"),
             Command::ForgetFinished { before } => write!(f, "forget_finished(before={before})"),
             Command::ExpireDedup { now } => write!(f, "expire_dedup(now={now})"),
+            Command::SpamFacts { facts } => write!(f, "spam_facts({})", facts.len()),
+            Command::ExpireSpamState { now } => write!(f, "expire_spam_state(now={now})"),
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   answers (`Response`, `Rejection`).
 //! - [`delivery`]: attempt reports, per-recipient status, notifications, and the
 //!   fleet's view of each destination.
+//! - [`spam`]: the fleet-wide state of the spam checks (greylisting, allowlisted
+//!   clients, recipient verification) and the `SpamFact`s that change it.
 //! - [`state`]: `QueueState` and the pure `QueueState::apply`.
 
 pub mod command;
@@ -21,6 +23,7 @@ pub mod delivery;
 pub mod entry;
 pub mod envelope;
 pub mod ids;
+pub mod spam;
 pub mod state;
 
 pub use command::{Command, OperatorAction, Rejection, Response};
@@ -31,4 +34,5 @@ pub use delivery::{
 pub use entry::{Assignment, HistoryEvent, MessageState, QueueEntry};
 pub use envelope::{Envelope, ReceivedTrace};
 pub use ids::{BodyDigest, DedupKey, NodeId, QueueId, UnixMillis};
+pub use spam::{SpamFact, SpamKey, SpamState};
 pub use state::{Applied, Change, QueueState};

@@ -15,6 +15,7 @@
 //! - [`metrics`]: `SmtpMetrics` (connections, replies by class, accepted and rejected
 //!   messages), carried in `SessionConfig`.
 
+pub mod checks;
 pub mod config;
 pub mod data;
 pub mod headers;

@@ -13,7 +13,7 @@ mod delivery;
 use crate::delivery::{RecipientState, RecipientStatus};
 use crate::{
     Command, DedupKey, FleetState, HistoryEvent, MessageState, OperatorAction, QueueEntry, QueueId,
-    Rejection, Response, UnixMillis,
+    Rejection, Response, SpamKey, SpamState, UnixMillis,
 };
 
 /// A dedup index record: which message a submission became, and until when a repeat
@@ -32,6 +32,8 @@ pub struct QueueState {
     pub dedup: BTreeMap<DedupKey, DedupRecord>,
     /// Destinations, reachability and delivery counters (see `FleetState`).
     pub fleet: FleetState,
+    /// Greylisting, allowlisted clients and verified recipients (see `SpamState`).
+    pub spam: SpamState,
 }
 
 /// A key that `apply` wrote or removed.
@@ -45,6 +47,8 @@ pub enum Change {
     DedupRemoved(DedupKey),
     /// `fleet` changed.
     Fleet,
+    /// A record of `spam` was written or removed.
+    Spam(SpamKey),
 }
 
 /// The answer of one `apply` and the keys it changed.
@@ -220,6 +224,20 @@ impl QueueState {
                 Applied::new(
                     Response::Done,
                     expired.into_iter().map(Change::DedupRemoved).collect(),
+                )
+            }
+            Command::SpamFacts { facts } => {
+                let changed = self.spam.apply_facts(facts);
+                Applied::new(
+                    Response::Done,
+                    changed.into_iter().map(Change::Spam).collect(),
+                )
+            }
+            Command::ExpireSpamState { now } => {
+                let changed = self.spam.expire(*now);
+                Applied::new(
+                    Response::Done,
+                    changed.into_iter().map(Change::Spam).collect(),
                 )
             }
         }
