@@ -5,6 +5,8 @@
 //! - `d/<dedup key, 32 bytes>` → postcard `DedupRecord`
 //! - `m/last_applied`, `m/membership` → postcard openraft metadata
 //! - `m/fleet` → postcard `FleetState` (destinations, reachability, counters)
+//! - `s/g/<32 bytes>`, `s/a/<32 bytes>`, `s/v/<32 bytes>` → postcard greylist,
+//!   allowlist and verification records of `SpamState`
 //!
 //! `persist` writes the changed keys and `last_applied` in ONE sled batch, so after a
 //! crash sled holds a consistent prefix of the log and openraft re-applies the rest.
@@ -16,8 +18,9 @@
 use std::io;
 use std::path::Path;
 
+use mxfleet_core::spam::SpamDigest;
 use mxfleet_core::state::DedupRecord;
-use mxfleet_core::{Change, DedupKey, QueueEntry, QueueId, QueueState};
+use mxfleet_core::{Change, DedupKey, QueueEntry, QueueId, QueueState, SpamKey, SpamState};
 
 use crate::types::{LogId, StoredMembership, decode, encode};
 
@@ -26,6 +29,9 @@ const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 const KEY_FLEET: &[u8] = b"m/fleet";
 const ENTRY_PREFIX: &[u8] = b"e/";
 const DEDUP_PREFIX: &[u8] = b"d/";
+const GREYLIST_PREFIX: &[u8] = b"s/g/";
+const ALLOWLIST_PREFIX: &[u8] = b"s/a/";
+const VERIFIED_PREFIX: &[u8] = b"s/v/";
 
 /// What sled holds: the queue, and the openraft metadata that says how far it goes.
 #[derive(Debug, Default)]
@@ -52,6 +58,47 @@ fn entry_key(id: QueueId) -> Vec<u8> {
 
 fn dedup_key(key: &DedupKey) -> Vec<u8> {
     [DEDUP_PREFIX, &key.0[..]].concat()
+}
+
+fn spam_key(prefix: &[u8], key: &SpamDigest) -> Vec<u8> {
+    [prefix, &key.0[..]].concat()
+}
+
+/// Reads one spam table: `prefix` + 32-byte digest → postcard record.
+fn load_spam_table<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    table: &mut std::collections::BTreeMap<SpamDigest, T>,
+) -> io::Result<()> {
+    for item in tree.scan_prefix(prefix) {
+        let (key, value) = item.map_err(|e| io_err("scan", e))?;
+        let Ok(raw_key) = <[u8; 32]>::try_from(&key[prefix.len()..]) else {
+            return Err(io_err("decode spam key", "wrong length"));
+        };
+        let record: T = decode(&value).map_err(|e| io_err("decode spam record", e))?;
+        table.insert(SpamDigest(raw_key), record);
+    }
+    Ok(())
+}
+
+/// Adds the current value of one spam record (or its removal) to `batch`.
+fn persist_spam_key(batch: &mut sled::Batch, spam: &SpamState, key: &SpamKey) -> io::Result<()> {
+    fn put<T: serde::Serialize>(
+        batch: &mut sled::Batch,
+        sled_key: Vec<u8>,
+        value: Option<&T>,
+    ) -> io::Result<()> {
+        match value {
+            Some(value) => batch.insert(sled_key, encode(value).map_err(|e| io_err("encode", e))?),
+            None => batch.remove(sled_key),
+        }
+        Ok(())
+    }
+    match key {
+        SpamKey::Greylist(k) => put(batch, spam_key(GREYLIST_PREFIX, k), spam.greylist.get(k)),
+        SpamKey::Allowlist(k) => put(batch, spam_key(ALLOWLIST_PREFIX, k), spam.allowlist.get(k)),
+        SpamKey::Verification(k) => put(batch, spam_key(VERIFIED_PREFIX, k), spam.verified.get(k)),
+    }
 }
 
 impl SledStore {
@@ -81,6 +128,13 @@ impl SledStore {
             let record: DedupRecord = decode(&value).map_err(|e| io_err("decode dedup", e))?;
             state.queue.dedup.insert(DedupKey(raw_key), record);
         }
+        load_spam_table(&self.tree, GREYLIST_PREFIX, &mut state.queue.spam.greylist)?;
+        load_spam_table(
+            &self.tree,
+            ALLOWLIST_PREFIX,
+            &mut state.queue.spam.allowlist,
+        )?;
+        load_spam_table(&self.tree, VERIFIED_PREFIX, &mut state.queue.spam.verified)?;
         if let Some(bytes) = self
             .tree
             .get(KEY_LAST_APPLIED)
@@ -132,6 +186,7 @@ impl SledStore {
                     KEY_FLEET,
                     encode(&queue.fleet).map_err(|e| io_err("encode", e))?,
                 ),
+                Change::Spam(key) => persist_spam_key(&mut batch, &queue.spam, key)?,
             }
         }
         batch.insert(
@@ -170,6 +225,13 @@ impl SledStore {
             KEY_FLEET,
             encode(&state.queue.fleet).map_err(|e| io_err("encode", e))?,
         );
+        let spam = &state.queue.spam;
+        let spam_keys = (spam.greylist.keys().map(|k| SpamKey::Greylist(*k)))
+            .chain(spam.allowlist.keys().map(|k| SpamKey::Allowlist(*k)))
+            .chain(spam.verified.keys().map(|k| SpamKey::Verification(*k)));
+        for key in spam_keys {
+            persist_spam_key(&mut batch, spam, &key)?;
+        }
         batch.insert(
             KEY_LAST_APPLIED,
             encode(&state.last_applied).map_err(|e| io_err("encode", e))?,

@@ -25,7 +25,12 @@ fn verdict(address: &str, valid: bool, at: u64) -> SpamFact {
         verdict: RecipientVerdict {
             address: address.to_owned(),
             valid,
-            reply: if valid { "250 2.1.5 Ok" } else { "550 5.1.1 no" }.to_owned(),
+            reply: if valid {
+                "250 2.1.5 Ok"
+            } else {
+                "550 5.1.1 no"
+            }
+            .to_owned(),
             checked_at: UnixMillis(at),
             checked_by: 1,
             expires_at: UnixMillis(at + 5_000),
@@ -76,18 +81,30 @@ fn a_pass_counts_once_for_its_network() {
     let record = &state.greylist[&first];
     assert_eq!(record.passed_at, Some(UnixMillis(500)));
     assert_eq!(record.expires_at, UnixMillis(10_900));
-    assert_eq!(state.network_passes("198.51.100.0/24", UnixMillis(1_000)), 0);
+    assert_eq!(
+        state.network_passes("198.51.100.0/24", UnixMillis(1_000)),
+        0
+    );
 }
 
 #[test]
 fn a_late_probe_never_overwrites_a_newer_one() {
     let mut state = SpamState::default();
     state.apply_facts(&[verdict("User@Example.net", false, 200)]);
-    assert!(state.apply_facts(&[verdict("user@example.net", true, 100)]).is_empty());
+    assert!(
+        state
+            .apply_facts(&[verdict("user@example.net", true, 100)])
+            .is_empty()
+    );
     let known = state.verdict("user@EXAMPLE.net", UnixMillis(300)).unwrap();
     assert!(!known.valid);
     state.apply_facts(&[verdict("user@example.net", true, 300)]);
-    assert!(state.verdict("user@example.net", UnixMillis(301)).unwrap().valid);
+    assert!(
+        state
+            .verdict("user@example.net", UnixMillis(301))
+            .unwrap()
+            .valid
+    );
 }
 
 #[test]
