@@ -47,6 +47,7 @@ impl SmtpEndpoint {
             policy: Arc::new(PolicyHandle::new(policy)),
             etrn_networks: Vec::new(),
             metrics: Default::default(),
+            spam: std::sync::Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -115,6 +115,26 @@ impl DestinationState {
             _ => false,
         }
     }
+
+    /// Whether the fleet sees the destination down, judging only the reports made at
+    /// or after `now - fresh_within_ms`: `None` when there are none, `Some(false)` when
+    /// any of them says reachable, `Some(true)` when all of them say unreachable.
+    ///
+    /// Unlike [`Self::is_up`] (latest report wins, which suits releasing deferred
+    /// mail), one reachable node outweighs any number of unreachable ones: a site
+    /// whose uplink broke must not make the fleet see the primary down. Nodes that
+    /// watch a primary refresh their report every heartbeat, so a dead node's stale
+    /// "reachable" ages out of the window instead of holding the view up forever.
+    pub fn seen_down(&self, now: UnixMillis, fresh_within_ms: u64) -> Option<bool> {
+        let oldest = now.0.saturating_sub(fresh_within_ms);
+        let mut fresh = self
+            .reachability
+            .values()
+            .filter(|report| report.at.0 >= oldest)
+            .peekable();
+        fresh.peek()?;
+        Some(!fresh.any(|report| report.reachable))
+    }
 }
 
 /// Fleet-wide delivery facts that belong to no single message.
@@ -166,4 +186,72 @@ pub fn destination_of(address: &str) -> String {
         .rsplit_once('@')
         .map_or(address, |(_, domain)| domain)
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(reachable: bool, at: u64) -> Reachability {
+        Reachability {
+            reachable,
+            at: UnixMillis(at),
+            detail: String::new(),
+        }
+    }
+
+    fn destination(reports: &[(NodeId, bool, u64)]) -> DestinationState {
+        DestinationState {
+            reachability: reports
+                .iter()
+                .map(|(node, reachable, at)| (*node, report(*reachable, *at)))
+                .collect(),
+            released_at: None,
+        }
+    }
+
+    #[test]
+    fn seen_down_needs_a_fresh_report() {
+        assert_eq!(
+            DestinationState::default().seen_down(UnixMillis(1000), 100),
+            None
+        );
+        let stale = destination(&[(1, false, 800), (2, true, 850)]);
+        assert_eq!(stale.seen_down(UnixMillis(1000), 100), None);
+        // The window's edge is still fresh.
+        assert_eq!(stale.seen_down(UnixMillis(1000), 150), Some(false));
+        assert_eq!(stale.seen_down(UnixMillis(1000), 200), Some(false));
+    }
+
+    #[test]
+    fn one_fresh_reachable_report_outweighs_every_unreachable_one() {
+        let one_site_cut_off = destination(&[(1, false, 990), (2, false, 995), (3, true, 950)]);
+        assert_eq!(
+            one_site_cut_off.seen_down(UnixMillis(1000), 100),
+            Some(false)
+        );
+        // ...even when it is older than the unreachable ones, where `is_up` disagrees.
+        assert!(!one_site_cut_off.is_up());
+    }
+
+    #[test]
+    fn all_fresh_reports_unreachable_is_down() {
+        let down = destination(&[(1, false, 990), (2, false, 960)]);
+        assert_eq!(down.seen_down(UnixMillis(1000), 100), Some(true));
+    }
+
+    #[test]
+    fn a_dead_nodes_stale_reachable_report_ages_out() {
+        let view = destination(&[(1, false, 990), (2, false, 980), (3, true, 500)]);
+        assert_eq!(view.seen_down(UnixMillis(1000), 100), Some(true));
+        assert_eq!(view.seen_down(UnixMillis(1000), 1000), Some(false));
+    }
+
+    #[test]
+    fn reports_from_a_clock_ahead_of_ours_count_as_fresh() {
+        let ahead = destination(&[(1, false, 1200)]);
+        assert_eq!(ahead.seen_down(UnixMillis(1000), 100), Some(true));
+        // A window wider than the epoch does not underflow.
+        assert_eq!(ahead.seen_down(UnixMillis(1000), u64::MAX), Some(true));
+    }
 }

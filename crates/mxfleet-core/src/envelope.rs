@@ -38,12 +38,17 @@ pub struct ReceivedTrace {
     pub protocol: String,
     /// `TLSv1_3 TLS13_AES_256_GCM_SHA384` when STARTTLS was used.
     pub tls: Option<String>,
+    /// The value of a `Received-SPF:` field (RFC 7208 §9.1) when the accepting node
+    /// evaluated SPF, so that the primary sees the result as the backup saw it.
+    pub received_spf: Option<String>,
 }
 
 impl ReceivedTrace {
     /// The `Received:` header field (with CRLF) for message `id`, received at `at`,
     /// for `recipient` (the `for` clause names one recipient only when there is one,
-    /// as Postfix does, so as not to leak a BCC list).
+    /// as Postfix does, so as not to leak a BCC list). When SPF was evaluated, a
+    /// `Received-SPF:` field comes first, above the `Received:` field it belongs to
+    /// (RFC 7208 §9.1).
     pub fn received_header(&self, id: QueueId, at: UnixMillis, recipients: &[String]) -> String {
         let tls = match &self.tls {
             Some(tls) => format!("\r\n\t(using {tls})"),
@@ -53,8 +58,12 @@ impl ReceivedTrace {
             [only] => format!("\r\n\tfor <{only}>"),
             _ => String::new(),
         };
+        let spf = match &self.received_spf {
+            Some(value) => format!("Received-SPF: {}\r\n", sanitize(value)),
+            None => String::new(),
+        };
         format!(
-            "Received: from {} ([{}]){tls}\r\n\tby {} (mxfleet) with {} id {id}{recipient};\r\n\t{}\r\n",
+            "{spf}Received: from {} ([{}]){tls}\r\n\tby {} (mxfleet) with {} id {id}{recipient};\r\n\t{}\r\n",
             sanitize(&self.helo),
             sanitize(&self.client_ip),
             sanitize(&self.by_host),
@@ -128,6 +137,7 @@ mod tests {
             by_host: "mx2.example.net".into(),
             protocol: "ESMTPS".into(),
             tls: Some("TLSv1_3 TLS13_AES_256_GCM_SHA384".into()),
+            received_spf: None,
         };
         let header = trace.received_header(QueueId(0x2A), UnixMillis(0), &["a@example.org".into()]);
         assert_eq!(
@@ -152,6 +162,26 @@ mod tests {
             ..Default::default()
         };
         let header = trace.received_header(QueueId(1), UnixMillis(0), &[]);
+        assert!(!header.contains("\r\nX-Injected"), "{header}");
+    }
+
+    #[test]
+    fn the_spf_result_comes_above_its_received_field() {
+        let trace = ReceivedTrace {
+            helo: "mail.example.org".into(),
+            received_spf: Some("pass (mx2: domain of a@example.org designates 192.0.2.7 as permitted sender)\r\nX-Injected: 1".into()),
+            ..Default::default()
+        };
+        let header = trace.received_header(QueueId(1), UnixMillis(0), &[]);
+        assert!(
+            header.starts_with("Received-SPF: pass (mx2: domain of"),
+            "{header}"
+        );
+        let spf_end = header.find("\r\n").unwrap();
+        assert!(
+            header[spf_end + 2..].starts_with("Received: from mail.example.org"),
+            "{header}"
+        );
         assert!(!header.contains("\r\nX-Injected"), "{header}");
     }
 }

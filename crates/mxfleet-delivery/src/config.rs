@@ -1,9 +1,9 @@
 //! Delivery settings in their validated form: fleet-wide timings (leases, backoff,
 //! scans, probes) and a policy per destination (route, TLS, pacing, lifetime, delay
-//! warnings). `mxfleet-node` builds this from the `[delivery]` and `[[relay_domains]]`
-//! config; tests build it directly.
+//! warnings), plus the primaries every node watches. `mxfleet-node` builds this from the
+//! `[delivery]` and `[[relay_domains]]` config; tests build it directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::backoff::Backoff;
@@ -58,7 +58,8 @@ pub struct DeliveryConfig {
     /// (Postfix's `queue_run_delay`). New mail and released destinations do not wait
     /// for it.
     pub queue_run_delay: Duration,
-    /// How often each node probes (connect + EHLO) a destination with deferred mail.
+    /// How often each node probes (connect + EHLO) a destination with deferred mail,
+    /// and every watched primary.
     pub probe_interval: Duration,
     /// The leader stops giving work to a node it has not heard from for this long.
     pub node_dead_after: Duration,
@@ -77,6 +78,10 @@ pub struct DeliveryConfig {
     pub destinations: BTreeMap<String, DestinationPolicy>,
     /// For every other destination (DSNs to senders' domains): MX routing.
     pub default_policy: DestinationPolicy,
+    /// Destinations (lowercase domains) whose primary every node probes every
+    /// `probe_interval`, mail or not, keeping its reachability report fresh (see
+    /// `primary_watch`); for primary-aware relay domains. Empty by default.
+    pub watched_primaries: BTreeSet<String>,
 }
 
 impl DeliveryConfig {
@@ -99,7 +104,23 @@ impl DeliveryConfig {
             dsn_max_quoted_body: 50_000,
             destinations: BTreeMap::new(),
             default_policy: DestinationPolicy::default(),
+            watched_primaries: BTreeSet::new(),
         }
+    }
+
+    /// A node watching a primary re-reports an unchanged result once its own latest
+    /// report is this old, so that a live node's report never goes stale.
+    pub fn reachability_heartbeat(&self) -> Duration {
+        self.probe_interval * 6
+    }
+
+    /// How recent a reachability report must be to count in
+    /// `DestinationState::seen_down`: two heartbeats. A live watcher refreshes its
+    /// report every heartbeat plus one tick plus the probe itself (up to the connect
+    /// timeout per target) plus the commit; the second heartbeat covers that, and a
+    /// dead node's report still ages out within two heartbeats.
+    pub fn reachability_fresh_within(&self) -> Duration {
+        self.reachability_heartbeat() * 2
     }
 
     /// The policy for `destination` (a lowercase domain).

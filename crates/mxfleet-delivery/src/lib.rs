@@ -16,7 +16,10 @@
 //! - [`plan`]: the leader's sans-IO assignment plan; `scheduler`: its async shell, and
 //!   `notifier`: the DSNs the state says are owed.
 //! - `owner`: picking up assigned work, committing outcomes, renewing leases;
-//!   `attempt`: a destination's worker; `probe`: drain on recovery.
+//!   `attempt`: a destination's worker; `probe`: drain on recovery;
+//!   `primary_watch`: keeping the fleet's view of watched primaries fresh.
+//! - [`verify`]: `RecipientVerifier`, asking a primary whether it accepts a recipient
+//!   (MAIL and RCPT, never DATA).
 //! - [`service`]: `DeliveryService`, which starts all of it on a node.
 //! - [`metrics`]: `DeliveryMetrics` (attempts by outcome, attempt duration, delay).
 
@@ -31,15 +34,18 @@ mod notifier;
 mod owner;
 pub mod pacing;
 pub mod plan;
+mod primary_watch;
 mod probe;
 pub mod reply;
 pub mod route;
 mod scheduler;
 pub mod service;
 pub mod target;
+pub mod verify;
 
 pub use config::{DeliveryConfig, DestinationPolicy};
 pub use metrics::DeliveryMetrics;
 pub use reply::{RemoteReply, Severity};
 pub use service::DeliveryService;
 pub use target::ConnectTarget;
+pub use verify::{RecipientVerifier, VerifyResult};

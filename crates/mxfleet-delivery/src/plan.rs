@@ -262,9 +262,20 @@ mod tests {
             "backoff over, but deferred mail waits for the queue scan"
         );
         assert_eq!(due_at(&state, 61 * SECOND, true), vec![QueueId(1)]);
-        // A probe that finds the destination up releases it before its backoff ends.
+        // A probe that finds the destination back up releases it before its backoff
+        // ends (the attempt had found it unreachable).
         state.apply(
             4,
+            &Command::Reachability {
+                node: 2,
+                destination: "example.org".into(),
+                reachable: false,
+                at: UnixMillis(SECOND),
+                detail: "connection refused".into(),
+            },
+        );
+        state.apply(
+            5,
             &Command::Reachability {
                 node: 3,
                 destination: "example.org".into(),

@@ -1,7 +1,8 @@
-//! Next-hop routing against a real DNS server: hickory-server runs in-process on
-//! ephemeral UDP and TCP ports, serving the authoritative zone `example.test.` built
-//! below, and answering SERVFAIL for everything under `broken.test.`. Each test gets
-//! its own server and resolver, so no answer is cached across tests.
+//! Next-hop routing against a real DNS server: mxfleet-testkit's `TestDns` (hickory-server
+//! in-process on ephemeral UDP and TCP ports) serves the authoritative zone
+//! `example.test.` built below, and answers SERVFAIL for everything under
+//! `broken.test.`. Each test gets its own server and resolver, so no answer is cached
+//! across tests.
 //!
 //! The fleet's identity in every test: host name `backup.example.test`, address
 //! 127.0.0.20.
@@ -10,21 +11,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use hickory_server::Server;
-use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
-use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, NS, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponseBuilder, ZoneType};
+use hickory_server::proto::rr::rdata::{A, AAAA, MX, TXT};
+use hickory_server::proto::rr::{Name, RData};
 use mxfleet_delivery::route::{
     DnsError, DnsQuery, HickoryOptions, HickoryResolver, HostPort, NextHop, NextHopHost,
     NextHopParseError, OwnIdentity, Route, RouteError, Router,
 };
 use mxfleet_delivery::{ConnectTarget, Severity};
-use tokio::net::{TcpListener, UdpSocket};
+use mxfleet_testkit::dns::{SilentDns, TestDns, Zone};
 
 const OWN_HOSTNAME: &str = "backup.example.test";
 const OWN_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
@@ -33,7 +27,8 @@ const OWN_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
 // The DNS fixture
 // ---------------------------------------------------------------------------
 
-/// Every record of `example.test.`, as (owner relative to the zone, data).
+/// Every record of `example.test.`, as (owner relative to the zone, data). The SOA and
+/// the NS record (`ns.example.test.`) come with the testkit's zone.
 fn zone_records() -> Vec<(&'static str, RData)> {
     let a = |last: u8| RData::A(A(Ipv4Addr::new(127, 0, 0, last)));
     let mx = |preference: u16, exchange: &str| {
@@ -43,7 +38,6 @@ fn zone_records() -> Vec<(&'static str, RData)> {
         ))
     };
     vec![
-        ("@", RData::NS(NS(name("ns.example.test.")))),
         ("ns", a(53)),
         ("mx1", a(10)),
         ("backup", a(20)),
@@ -86,112 +80,17 @@ fn zone_records() -> Vec<(&'static str, RData)> {
     ]
 }
 
-fn name(text: &str) -> Name {
-    Name::from_ascii(text).expect("test name")
-}
-
-fn example_zone() -> InMemoryZoneHandler {
-    let origin = name("example.test.");
-    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-        origin.clone(),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    );
-    let serial = 1;
-    let soa = SOA::new(
-        name("ns.example.test."),
-        name("hostmaster.example.test."),
-        serial,
-        3600,
-        600,
-        86400,
-        60,
-    );
-    zone.upsert_mut(
-        Record::from_rdata(origin.clone(), 60, RData::SOA(soa)),
-        serial,
-    );
-    for (owner, data) in zone_records() {
-        let owner = if owner == "@" {
-            origin.clone()
-        } else {
-            name(owner).append_domain(&origin).expect("owner name")
-        };
-        assert!(zone.upsert_mut(Record::from_rdata(owner, 60, data), serial));
-    }
-    zone
-}
-
-/// The zone catalog, except that every name under `broken.test.` gets SERVFAIL, as
-/// from a server whose upstream is down.
-struct FixtureHandler {
-    catalog: Catalog,
-    servfail_zone: LowerName,
-}
-
-#[async_trait]
-impl RequestHandler for FixtureHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let failing = request
-            .request_info()
-            .is_ok_and(|info| self.servfail_zone.zone_of(info.query.name()));
-        if !failing {
-            return self
-                .catalog
-                .handle_request::<R, T>(request, response_handle)
-                .await;
-        }
-        let response = MessageResponseBuilder::from_message_request(request)
-            .error_msg(&request.metadata, ResponseCode::ServFail);
-        response_handle
-            .send_response(response)
-            .await
-            .expect("send SERVFAIL")
-    }
-}
-
-/// Binds UDP and TCP on the same ephemeral port on 127.0.0.1, as a DNS server
-/// listens; retries when the TCP half of the port happens to be taken.
-async fn bind_udp_and_tcp() -> (UdpSocket, TcpListener) {
-    for _ in 0..20 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-        let port = udp.local_addr().expect("udp addr").port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
-            return (udp, tcp);
-        }
-    }
-    panic!("no port free for both UDP and TCP");
-}
-
-/// A running DNS server; stops when dropped (its tasks live in the server's JoinSet).
-struct DnsServer {
-    addr: SocketAddr,
-    _server: Server<FixtureHandler>,
-}
-
-async fn start_dns_server() -> DnsServer {
-    let mut catalog = Catalog::new();
-    catalog.upsert(
-        LowerName::new(&name("example.test.")),
-        vec![Arc::new(example_zone())],
-    );
-    let handler = FixtureHandler {
-        catalog,
-        servfail_zone: LowerName::new(&name("broken.test.")),
-    };
-    let (udp, tcp) = bind_udp_and_tcp().await;
-    let addr = udp.local_addr().expect("dns addr");
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 4096);
-    DnsServer {
-        addr,
-        _server: server,
-    }
+async fn start_dns_server() -> TestDns {
+    let zone = zone_records()
+        .into_iter()
+        .fold(Zone::new("example.test"), |zone, (owner, data)| {
+            zone.record(owner, data)
+        });
+    TestDns::builder()
+        .zone(zone)
+        .servfail_zone("broken.test")
+        .start()
+        .await
 }
 
 fn fast_options() -> HickoryOptions {
@@ -212,7 +111,7 @@ fn own_identity() -> OwnIdentity {
 /// A DNS server, and a router whose resolver asks only that server.
 struct Fixture {
     router: Router,
-    _dns: DnsServer,
+    _dns: TestDns,
 }
 
 async fn fixture() -> Fixture {
@@ -441,8 +340,8 @@ async fn servfail_is_temporary_4_4_3() {
 #[tokio::test]
 async fn timeout_is_temporary() {
     // A "server" that takes queries on UDP and TCP and never answers.
-    let (_silent_udp, _silent_tcp) = bind_udp_and_tcp().await;
-    let silent = _silent_udp.local_addr().unwrap();
+    let silent_dns = SilentDns::start().await;
+    let silent = silent_dns.addr;
     let options = HickoryOptions {
         timeout: Duration::from_millis(300),
         attempts: 0,

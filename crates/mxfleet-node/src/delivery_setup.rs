@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mxfleet_delivery::route::{
     HickoryOptions, HickoryResolver, OwnIdentity, ResolverSetupError, Router,
 };
+use mxfleet_smtp::checks::Check;
 
 /// Builds the router: `dns_servers` when given, else the system resolver
 /// configuration; MX hosts contacted on `mx_port`; `identity` for loop detection.
@@ -59,8 +60,18 @@ pub fn from_config(
         ],
         &[config.smtp.listen, config.peer.listen],
     );
+    let mut delivery = config.delivery.clone();
+    // Primary-aware domains need the fleet to know at all times whether their primary
+    // is up, not only while mail waits for it.
+    delivery.watched_primaries = config
+        .spam
+        .domain_checks
+        .iter()
+        .filter(|(_, checks)| checks.contains(&Check::PrimaryAware))
+        .map(|(domain, _)| domain.clone())
+        .collect();
     Ok(crate::DeliverySetup {
-        config: config.delivery.clone(),
+        config: delivery,
         router: router(&config.dns_servers, config.mx_port, identity)?,
     })
 }

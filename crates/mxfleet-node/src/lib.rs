@@ -9,6 +9,8 @@
 //! - [`metrics`]: the node's Prometheus registry and its `/metrics` endpoint.
 //! - [`signals`]: the signals that stop or reload a node.
 //! - [`smtp_setup`]: the SMTP service (relay policy, TLS, limits) from the config.
+//! - [`spam_setup`]: the spam checks, built once the queue and delivery run.
+//! - [`spam_state`]: the spam checks' fleet view over the queue (batched facts).
 
 pub mod admin;
 pub mod config;
@@ -18,5 +20,7 @@ pub mod metrics;
 pub mod node;
 pub mod signals;
 pub mod smtp_setup;
+pub mod spam_setup;
+pub mod spam_state;
 
 pub use node::{DeliverySetup, Node, NodeError, queue_config};

@@ -54,6 +54,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Spam(#[from] crate::spam_setup::SpamSetupError),
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
         addr: SocketAddr,
@@ -68,6 +70,8 @@ pub struct SmtpService {
     pub listen: SocketAddr,
     pub session: Arc<SessionConfig>,
     pub connections: ConnectionLimits,
+    /// Spam checks to build once the queue runs; `None` keeps `session.spam` as is.
+    pub spam: Option<crate::spam_setup::SpamSetup>,
 }
 
 /// The delivery side of a node: settings and the router it resolves next hops with.
@@ -148,11 +152,43 @@ impl Node {
         let tracker = TaskTracker::new();
         let queue = Queue::start(config, shutdown.clone(), tracker.clone()).await?;
         tracker.spawn(expire_dedup_records(queue.clone(), shutdown.clone()));
+        let delivery_shutdown = CancellationToken::new();
+        let delivery_tracker = TaskTracker::new();
+        let mut delivery_metrics = None;
+        let mut verifier = None;
+        let mut report_fresh_for =
+            mxfleet_delivery::DeliveryConfig::new("").reachability_fresh_within();
+        if let Some(delivery) = delivery {
+            report_fresh_for = delivery.config.reachability_fresh_within();
+            let service = DeliveryService::start(
+                queue.clone(),
+                delivery.config,
+                delivery.router,
+                &delivery_tracker,
+                delivery_shutdown.clone(),
+            );
+            delivery_metrics = Some(service.metrics().clone());
+            verifier = Some(service.recipient_verifier());
+        }
         let smtp_shutdown = CancellationToken::new();
         let smtp_tracker = TaskTracker::new();
         let mut smtp_addr = None;
         let smtp_metrics = smtp.as_ref().map(|smtp| smtp.session.metrics.clone());
-        if let Some(smtp) = smtp {
+        if let Some(mut smtp) = smtp {
+            if let Some(setup) = smtp.spam.take() {
+                let checks = crate::spam_setup::build(
+                    &setup,
+                    &queue,
+                    verifier,
+                    report_fresh_for,
+                    &tracker,
+                    shutdown.clone(),
+                )
+                .await?;
+                let mut session = Arc::unwrap_or_clone(smtp.session);
+                session.spam = Arc::new(checks);
+                smtp.session = Arc::new(session);
+            }
             let listener = tokio::net::TcpListener::bind(smtp.listen)
                 .await
                 .map_err(|source| NodeError::SmtpListen {
@@ -169,19 +205,6 @@ impl Node {
                 smtp_shutdown.clone(),
                 smtp_tracker.clone(),
             ));
-        }
-        let delivery_shutdown = CancellationToken::new();
-        let delivery_tracker = TaskTracker::new();
-        let mut delivery_metrics = None;
-        if let Some(delivery) = delivery {
-            let service = DeliveryService::start(
-                queue.clone(),
-                delivery.config,
-                delivery.router,
-                &delivery_tracker,
-                delivery_shutdown.clone(),
-            );
-            delivery_metrics = Some(service.metrics().clone());
         }
         let metrics = crate::metrics::NodeMetrics::new(
             &queue,
@@ -298,7 +321,8 @@ impl Node {
     }
 }
 
-/// On the leader, periodically drops dedup records whose window has ended.
+/// On the leader, periodically drops dedup records whose window has ended, forgets
+/// long-finished messages, and expires the spam checks' records.
 async fn expire_dedup_records(queue: Queue, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(DEDUP_EXPIRY_INTERVAL);
     every.tick().await; // the first tick is immediate; nothing has expired at start
@@ -316,6 +340,9 @@ async fn expire_dedup_records(queue: Queue, shutdown: CancellationToken) {
         }
         if let Err(e) = queue.forget_finished(FINISHED_RETENTION).await {
             warn!(cause = %e, "finished_messages_not_forgotten");
+        }
+        if let Err(e) = queue.expire_spam_state().await {
+            warn!(cause = %e, "spam_state_expiry_failed");
         }
     }
 }

@@ -10,8 +10,12 @@ use mxfleet_smtp::policy::{RecipientRule, RelayPolicy, load_recipient_file, pars
 use mxfleet_smtp::tls::{load_pem_files, server_config};
 use mxfleet_smtp::{PolicyHandle, SessionConfig, SessionLimits};
 
+use mxfleet_delivery::route::{NextHop, NextHopHost};
+use mxfleet_smtp::checks::SpamChecks;
+
 use crate::config::{BareLineEndingsSetting, NodeConfig, RecipientSource};
 use crate::node::SmtpService;
+use crate::spam_setup::SpamSetup;
 
 /// Why the SMTP service could not be set up; each names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,36 @@ pub fn relay_policy(config: &NodeConfig) -> Result<RelayPolicy, SmtpSetupError> 
         domains.push((relay.domain.clone(), rule));
     }
     Ok(RelayPolicy::new(domains))
+}
+
+/// Every explicit next hop of every relay domain (`host:port`), for the list of
+/// clients never greylisted.
+fn static_next_hops(config: &NodeConfig) -> Vec<String> {
+    let mut hops = Vec::new();
+    for relay in &config.relay_domains {
+        let route = &relay.delivery.route;
+        for next_hop in std::iter::once(&route.primary).chain(route.fallback.as_ref()) {
+            if let NextHop::Explicit(hosts) = next_hop {
+                for host in hosts {
+                    let name = match &host.host {
+                        NextHopHost::Name(name) => name.clone(),
+                        NextHopHost::Ip(ip) => ip.to_string(),
+                    };
+                    hops.push(host_port(&name, host.port));
+                }
+            }
+        }
+    }
+    hops
+}
+
+/// `host:port`, bracketing an IPv6 address.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The SMTP service described by `config`.
@@ -87,6 +121,8 @@ pub fn smtp_service(config: &NodeConfig) -> Result<SmtpService, SmtpSetupError> 
         policy: Arc::new(PolicyHandle::new(relay_policy(config)?)),
         etrn_networks: smtp.etrn_networks.clone(),
         metrics: Default::default(),
+        // Replaced in `Node::start` once the queue exists (see `spam_setup`).
+        spam: Arc::new(SpamChecks::none()),
     };
     Ok(SmtpService {
         listen: smtp.listen,
@@ -95,5 +131,10 @@ pub fn smtp_service(config: &NodeConfig) -> Result<SmtpService, SmtpSetupError> 
             max_connections: smtp.max_connections,
             max_per_client: smtp.client_connection_count_limit,
         },
+        spam: Some(SpamSetup {
+            config: config.spam.clone(),
+            dns_servers: config.dns_servers.clone(),
+            primaries: static_next_hops(config),
+        }),
     })
 }

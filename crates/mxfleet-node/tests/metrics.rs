@@ -43,8 +43,10 @@ fn smtp_service(id: u64) -> SmtpService {
             policy: Arc::new(PolicyHandle::new(policy)),
             etrn_networks: Vec::new(),
             metrics: Default::default(),
+            spam: std::sync::Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
         }),
         connections: Default::default(),
+        spam: None,
     }
 }
 

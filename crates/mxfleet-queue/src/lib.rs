@@ -14,6 +14,7 @@
 //!   replication view.
 //! - `delivery_ops`: assignment, leases, attempt reports, reachability, flushes, and
 //!   `ClusterContact` (may this node deliver?).
+//! - `spam_ops`: recording and expiring what the spam checks saw (`SpamFact`s).
 //! - [`config`]: `QueueConfig`, `PeerTls`, the injectable `Clock`.
 //! - [`error`]: `QueueError`, `StartError`.
 //! - `types`: openraft's type configuration (crate-private aliases).
@@ -43,6 +44,7 @@ mod peer;
 pub mod queue;
 mod sled_store;
 mod snapshot_file;
+mod spam_ops;
 mod state_machine;
 mod types;
 mod vote_shadow;

@@ -89,6 +89,8 @@ pub struct SessionConfig {
     pub etrn_networks: Vec<crate::policy::IpNetwork>,
     /// Where the listener and sessions count what they do; the node registers it.
     pub metrics: crate::metrics::SmtpMetrics,
+    /// The spam checks (`SpamChecks::none()` when `[spam]` configures none).
+    pub spam: Arc<crate::checks::SpamChecks>,
 }
 
 impl std::fmt::Debug for SessionConfig {

@@ -20,6 +20,10 @@
 //!   DATA (durable on a majority; a resubmission the dedup index caught included).
 //! - `mxfleet_smtp_accepted_bytes_total` (counter): their sizes.
 //! - `mxfleet_smtp_rejected_total{reason}` (counter): refusals, by [`RejectReason`].
+//! - `mxfleet_spam_checks_total{check, result}` (counter): every decision of a spam
+//!   check, passes included (`greylisting`: `new`, `too_early`, `passed`, `known`,
+//!   `allowlisted`, `auto_allowlisted`; `verify_recipients`: `cache_valid`,
+//!   `probe_invalid`, `none_unknown`, ...; `dnsbl`: `listed`, `clean`, `lookup_failed`).
 //!
 //! Every label value of these closed sets is exposed from the start, at zero.
 
@@ -33,6 +37,8 @@ use crate::session::SessionEnd;
 
 /// A one-label label set, e.g. `[("class", "2xx")]`.
 type Label = [(&'static str, &'static str); 1];
+/// `[("check", ...), ("result", ...)]`.
+type CheckLabel = [(&'static str, &'static str); 2];
 
 /// Why something was refused. Each variant is one stable label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,11 +75,32 @@ pub enum RejectReason {
     StorageFull,
     /// An operator drained this node: `421 4.3.2` before the banner.
     NodeDrained,
+    /// A new or too-early greylisting triplet: `451 4.7.1`.
+    Greylisted,
+    /// The client's DNSBL score reached the threshold: `554 5.7.1`.
+    Dnsbl,
+    /// The sender domain is on an RHSBL: `554 5.7.1`.
+    RhsblSender,
+    /// The sender domain has no MX and no address, or a null MX: `450 4.1.8` and kin.
+    UnknownSenderDomain,
+    /// The client's reverse DNS does not resolve back to it: `450 4.7.25`.
+    UnknownClientHostname,
+    /// SPF `fail`, with rejection configured: `550 5.7.23`.
+    SpfFail,
+    /// The primary refused the recipient (now or in the cache): `550 5.1.1`; or no
+    /// answer with `unknown_action = "defer"`: `450 4.1.1`.
+    UnverifiedRecipient,
+    /// A primary-aware domain while its primary is up: `451 4.7.1`.
+    PrimaryUp,
+    /// A connection, message or recipient rate limit: `421 4.7.0` or `450 4.7.1`.
+    RateLimited,
+    /// The client talked before the banner: `554 5.5.1`.
+    Pregreet,
 }
 
 impl RejectReason {
     /// Every reason, so that each series exists (at zero) from the start.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 26] = [
         RejectReason::ConnectionLimit,
         RejectReason::InvalidHelo,
         RejectReason::BadSenderAddress,
@@ -90,6 +117,16 @@ impl RejectReason {
         RejectReason::QueueUnavailable,
         RejectReason::StorageFull,
         RejectReason::NodeDrained,
+        RejectReason::Greylisted,
+        RejectReason::Dnsbl,
+        RejectReason::RhsblSender,
+        RejectReason::UnknownSenderDomain,
+        RejectReason::UnknownClientHostname,
+        RejectReason::SpfFail,
+        RejectReason::UnverifiedRecipient,
+        RejectReason::PrimaryUp,
+        RejectReason::RateLimited,
+        RejectReason::Pregreet,
     ];
 
     /// The label value.
@@ -111,6 +148,16 @@ impl RejectReason {
             RejectReason::QueueUnavailable => "queue_unavailable",
             RejectReason::StorageFull => "storage_full",
             RejectReason::NodeDrained => "node_drained",
+            RejectReason::Greylisted => "greylisted",
+            RejectReason::Dnsbl => "dnsbl",
+            RejectReason::RhsblSender => "rhsbl_sender",
+            RejectReason::UnknownSenderDomain => "unknown_sender_domain",
+            RejectReason::UnknownClientHostname => "unknown_client_hostname",
+            RejectReason::SpfFail => "spf_fail",
+            RejectReason::UnverifiedRecipient => "unverified_recipient",
+            RejectReason::PrimaryUp => "primary_up",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::Pregreet => "pregreet",
         }
     }
 
@@ -138,6 +185,7 @@ pub struct SmtpMetrics {
     accepted: Counter,
     accepted_bytes: Counter,
     rejected: Family<Label, Counter>,
+    spam_checks: Family<CheckLabel, Counter>,
 }
 
 impl Default for SmtpMetrics {
@@ -150,6 +198,7 @@ impl Default for SmtpMetrics {
             accepted: Counter::default(),
             accepted_bytes: Counter::default(),
             rejected: Family::default(),
+            spam_checks: Family::default(),
         };
         // Every label value of the closed sets exists from the start, at zero: a series
         // that first appears at its first increment hides that increment from `rate()`.
@@ -241,6 +290,11 @@ impl SmtpMetrics {
             "Connections, senders, recipients and messages refused, by reason",
             self.rejected.clone(),
         );
+        registry.register(
+            "mxfleet_spam_checks",
+            "Decisions of the spam checks, by check and result",
+            self.spam_checks.clone(),
+        );
     }
 
     pub(crate) fn connection_accepted(&self) {
@@ -273,6 +327,12 @@ impl SmtpMetrics {
     pub(crate) fn message_accepted(&self, size: u64) {
         self.accepted.inc();
         self.accepted_bytes.inc_by(size);
+    }
+
+    pub(crate) fn spam_check(&self, check: &'static str, result: &'static str) {
+        self.spam_checks
+            .get_or_create(&[("check", check), ("result", result)])
+            .inc();
     }
 
     pub(crate) fn rejected(&self, reason: RejectReason) {

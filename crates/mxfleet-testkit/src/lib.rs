@@ -5,6 +5,8 @@
 //!   gRPC, real fsynced files and short timers; stop, restart from disk, add nodes.
 //! - [`tls`]: a throwaway CA and leaf certificates.
 //! - [`sink`]: [`SinkMx`], a scriptable SMTP server playing the primary MX.
+//! - [`dns`]: [`dns::TestDns`], an authoritative DNS server serving the test's zones,
+//!   and [`dns::SilentDns`], which never answers.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod dns;
 pub mod sink;
 pub mod tls;
 

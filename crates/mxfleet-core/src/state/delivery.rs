@@ -218,6 +218,8 @@ impl QueueState {
             .destinations
             .entry(destination.to_string())
             .or_default();
+        let fleet_saw_it_down = !state.reachability.is_empty() && !state.is_up();
+        let node_saw_it_down = state.reachability.get(&node).is_some_and(|r| !r.reachable);
         state.reachability.insert(
             node,
             Reachability {
@@ -226,8 +228,10 @@ impl QueueState {
                 detail: detail.to_string(),
             },
         );
-        if reachable {
-            // Back up (or confirmed up): everything waiting for it is due now.
+        // Back up: everything waiting for it is due now. A report that only confirms
+        // what the fleet and this node already knew (the primary watch's heartbeat)
+        // releases nothing, so mail deferred by a 4xx keeps its backoff.
+        if reachable && (fleet_saw_it_down || node_saw_it_down) {
             state.released_at = state.released_at.max(Some(at));
         }
         Applied::new(Response::Done, vec![Change::Fleet])

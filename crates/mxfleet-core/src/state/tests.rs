@@ -542,6 +542,47 @@ fn reachability_and_flush_release_a_destination() {
     );
 }
 
+fn reachable(node: u64, at: u64, reachable: bool) -> Command {
+    Command::Reachability {
+        node,
+        destination: "example.org".into(),
+        reachable,
+        at: UnixMillis(at),
+        detail: String::new(),
+    }
+}
+
+#[test]
+fn only_news_of_a_recovery_releases_a_destination() {
+    let mut state = QueueState::default();
+    // Up from the start: nothing was waiting for it.
+    run_from(&mut state, 1, &[reachable(1, 10, true)]);
+    assert_eq!(state.fleet.released_at("example.org"), None);
+    // Down, then a probe finds it back: released.
+    run_from(
+        &mut state,
+        2,
+        &[reachable(1, 20, false), reachable(1, 30, true)],
+    );
+    assert_eq!(state.fleet.released_at("example.org"), Some(UnixMillis(30)));
+    // Heartbeats that only confirm it is up release nothing more, so mail deferred by
+    // a 4xx keeps its backoff.
+    run_from(
+        &mut state,
+        4,
+        &[reachable(1, 40, true), reachable(2, 50, true)],
+    );
+    assert_eq!(state.fleet.released_at("example.org"), Some(UnixMillis(30)));
+    // One node that had lost its route gets it back: released again, since that node
+    // may hold assignments it deferred.
+    run_from(
+        &mut state,
+        6,
+        &[reachable(2, 60, false), reachable(2, 70, true)],
+    );
+    assert_eq!(state.fleet.released_at("example.org"), Some(UnixMillis(70)));
+}
+
 #[test]
 fn renewal_extends_only_the_current_token() {
     let mut state = QueueState::default();

@@ -1,5 +1,6 @@
 //! Sans-IO parts of the envelope: checks that refuse a message before anything is
-//! sent, and the MAIL and RCPT command lines.
+//! sent, and the MAIL and RCPT command lines (also for a recipient check, which offers
+//! no message).
 //!
 //! - SIZE (RFC 1870): a message larger than the server's announced limit is not
 //!   offered at all; every recipient gets a synthesized `552 5.3.4` that names the
@@ -39,13 +40,17 @@ pub(super) fn refuse_before_mail(
         });
     }
     if needs_smtputf8(message) && !capabilities.smtputf8 {
-        return Some(RemoteReply {
-            code: 553,
-            status: Some("5.6.7".into()),
-            text: format!("non-ASCII address, and {host} does not announce SMTPUTF8"),
-        });
+        return Some(no_smtputf8(host));
     }
     None
+}
+
+fn no_smtputf8(host: &str) -> RemoteReply {
+    RemoteReply {
+        code: 553,
+        status: Some("5.6.7".into()),
+        text: format!("non-ASCII address, and {host} does not announce SMTPUTF8"),
+    }
 }
 
 /// `MAIL FROM:<sender>` with SIZE, BODY and SMTPUTF8 as the server allows.
@@ -64,6 +69,24 @@ pub(super) fn mail_command(capabilities: &Capabilities, message: &OutgoingMessag
     }
     command.push_str("\r\n");
     command
+}
+
+/// `MAIL FROM:<sender>` for a recipient check: no message follows, so no SIZE or
+/// BODY. Non-ASCII addresses need SMTPUTF8 as for a message; without it, the `553
+/// 5.6.7` a message would get stands in for the MAIL reply.
+pub(super) fn check_mail_command(
+    capabilities: &Capabilities,
+    sender: &str,
+    recipient: &str,
+    host: &str,
+) -> Result<String, RemoteReply> {
+    if sender.is_ascii() && recipient.is_ascii() {
+        return Ok(format!("MAIL FROM:<{sender}>\r\n"));
+    }
+    if !capabilities.smtputf8 {
+        return Err(no_smtputf8(host));
+    }
+    Ok(format!("MAIL FROM:<{sender}> SMTPUTF8\r\n"))
 }
 
 pub(super) fn rcpt_command(recipient: &str) -> String {
@@ -156,5 +179,30 @@ mod tests {
         };
         assert_eq!(refuse_before_mail(&caps, &msg, "h"), None);
         assert!(mail_command(&caps, &msg).ends_with(" SMTPUTF8\r\n"));
+    }
+
+    #[test]
+    fn a_recipient_check_offers_no_size_and_needs_smtputf8_like_a_message() {
+        let caps = Capabilities {
+            eight_bit_mime: true,
+            ..with_limit(Some(5000))
+        };
+        assert_eq!(
+            check_mail_command(&caps, "", "bob@example.net", "h"),
+            Ok("MAIL FROM:<>\r\n".into())
+        );
+        let refused = check_mail_command(&caps, "", "jörg@example.de", "h").expect_err("553");
+        assert_eq!(
+            (refused.code, refused.status.as_deref()),
+            (553, Some("5.6.7"))
+        );
+        let caps = Capabilities {
+            smtputf8: true,
+            ..caps
+        };
+        assert_eq!(
+            check_mail_command(&caps, "", "jörg@example.de", "h"),
+            Ok("MAIL FROM:<> SMTPUTF8\r\n".into())
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Main types:
 //! - [`SmtpConnection`]: `connect` (TCP, greeting, EHLO/HELO, STARTTLS per policy, EHLO
-//!   again), `send` (one transaction), `quit`.
+//!   again), `send` (one transaction), `check_recipient` (MAIL and RCPT, never DATA),
+//!   `quit`.
 //! - [`ClientOptions`], [`TlsPolicy`], [`ClientTimeouts`]: how to behave.
 //! - [`OutgoingMessage`] in, [`SendOutcome`] out: one [`RecipientResult`] per
 //!   recipient, in the message's order, each with the reply that decided it.
@@ -17,7 +18,8 @@
 //! - `ehlo`: greeting, EHLO with HELO fallback.
 //! - `tls`: STARTTLS and the rustls configs per policy.
 //! - `mail`: sans-IO checks before MAIL (SIZE, SMTPUTF8) and the command lines.
-//! - `transaction`: MAIL/RCPT/DATA, pipelined or step by step, and who got which reply.
+//! - `transaction`: MAIL/RCPT/DATA, pipelined or step by step, and who got which reply;
+//!   the recipient check ([`RecipientCheck`]).
 //! - `body`: sans-IO dot-stuffing; `data`: streaming the content and the final dot.
 //! - `error`, `classify`: failures and their severity.
 //!
@@ -107,6 +109,15 @@ impl SendOutcome {
     pub fn failed(&self) -> impl Iterator<Item = &RecipientResult> {
         self.recipients.iter().filter(|r| !r.is_delivered())
     }
+}
+
+/// The replies to a recipient check: MAIL, and RCPT when MAIL was accepted. MAIL may be
+/// synthesized (`553 5.6.7`: non-ASCII address, no SMTPUTF8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientCheck {
+    pub mail: RemoteReply,
+    /// `None` when MAIL was refused and RCPT not sent.
+    pub rcpt: Option<RemoteReply>,
 }
 
 /// An open SMTP session with one host, past EHLO (and STARTTLS if it happened).
@@ -207,6 +218,28 @@ impl SmtpConnection {
             });
         }
         let result = self.run_transaction(message, body).await;
+        if let Err(error) = &result {
+            self.failed_at = Some(error.stage());
+        }
+        result
+    }
+
+    /// Asks whether the server would take mail from `sender` (empty: the null sender)
+    /// for `recipient`: MAIL and RCPT, never DATA (Postfix's address verification,
+    /// Exim's callout). The transaction stays open: a later `send` resets it first, and
+    /// `quit` ends it. An `Err` leaves the connection unusable, as for `send`.
+    pub async fn check_recipient(
+        &mut self,
+        sender: &str,
+        recipient: &str,
+    ) -> Result<RecipientCheck, ClientError> {
+        if let Some(stage) = self.failed_at {
+            return Err(ClientError::Unusable {
+                host: self.host.clone(),
+                stage,
+            });
+        }
+        let result = self.run_recipient_check(sender, recipient).await;
         if let Err(error) = &result {
             self.failed_at = Some(error.stage());
         }

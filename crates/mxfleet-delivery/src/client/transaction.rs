@@ -13,12 +13,20 @@
 //! read and ignored. Once every recipient's fate is settled, a lost connection while
 //! reading such leftover replies is not an error for this message; it only makes the
 //! connection unusable for the next one.
+//!
+//! A recipient check (address verification) is the envelope without a message: MAIL
+//! and one RCPT, step by step even under PIPELINING (two round trips, and a refused MAIL
+//! leaves no stray RCPT reply to read), and never DATA. It leaves the transaction open;
+//! RSET closes it before the next one, or QUIT ends the session.
 
 use tokio::io::AsyncRead;
 use tracing::{debug, info};
 
-use super::mail::{mail_command, rcpt_command, refuse_before_mail};
-use super::{ClientError, OutgoingMessage, RecipientResult, SendOutcome, SmtpConnection, Stage};
+use super::mail::{check_mail_command, mail_command, rcpt_command, refuse_before_mail};
+use super::{
+    ClientError, OutgoingMessage, RecipientCheck, RecipientResult, SendOutcome, SmtpConnection,
+    Stage,
+};
 use crate::reply::RemoteReply;
 
 /// The replies of the envelope phase. `rcpts[i]` is `None` when RCPT was not sent.
@@ -94,6 +102,43 @@ impl SmtpConnection {
             "smtp_client_transaction_done"
         );
         Ok(outcome)
+    }
+
+    pub(super) async fn run_recipient_check(
+        &mut self,
+        sender: &str,
+        recipient: &str,
+    ) -> Result<RecipientCheck, ClientError> {
+        let command = match check_mail_command(&self.capabilities, sender, recipient, &self.host) {
+            Ok(command) => command,
+            Err(reply) => {
+                info!(host = %self.host, %reply, "smtp_client_refused_before_mail");
+                return Ok(RecipientCheck {
+                    mail: reply,
+                    rcpt: None,
+                });
+            }
+        };
+        if self.needs_reset {
+            self.reset().await?;
+        }
+        self.write_all(command.as_bytes(), Stage::Mail, self.timeouts.mail)
+            .await?;
+        let mail = self.read_reply(Stage::Mail, self.timeouts.mail).await?;
+        if !is_success(&mail) {
+            return Ok(RecipientCheck { mail, rcpt: None });
+        }
+        // No final dot will close this transaction.
+        self.needs_reset = true;
+        let command = rcpt_command(recipient);
+        self.write_all(command.as_bytes(), Stage::Rcpt, self.timeouts.rcpt)
+            .await?;
+        let rcpt = self.read_reply(Stage::Rcpt, self.timeouts.rcpt).await?;
+        debug!(host = %self.host, %recipient, reply = %rcpt, "smtp_client_recipient_checked");
+        Ok(RecipientCheck {
+            mail,
+            rcpt: Some(rcpt),
+        })
     }
 
     async fn reset(&mut self) -> Result<(), ClientError> {

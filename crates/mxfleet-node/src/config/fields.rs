@@ -1,5 +1,5 @@
-//! Field-level checks shared by the stage-2 sections: units, counts, labels, files and
-//! source addresses.
+//! Field-level checks shared by the stage-2 sections: units, counts, labels, files,
+//! source addresses and networks.
 //!
 //! Each function checks one value, reports what is wrong under the key it is given, and
 //! returns `None` in that case, so callers can keep checking the other fields.
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use mxfleet_core::NodeId;
+use mxfleet_smtp::policy::IpNetwork;
 
 use super::FileChecks;
 use super::error::ErrorReport;
@@ -84,23 +85,40 @@ pub(super) fn duration(
             is_default: true,
         });
     };
-    match humantime::parse_duration(&text) {
-        Ok(value) if value.is_zero() => {
+    match parse_duration(report, key, &text)? {
+        value if value.is_zero() => {
             report.push(key, format!("must be greater than 0, got {text:?}"));
             None
         }
-        Ok(value) => Some(DurationSetting {
+        value => Some(DurationSetting {
             value,
             is_default: false,
         }),
-        Err(why) => {
+    }
+}
+
+/// A human duration where zero is meaningful, usually "off" (`spam.hygiene.greet_wait`).
+pub(super) fn duration_or_zero(
+    report: &mut ErrorReport,
+    key: &str,
+    text: Option<DurationText>,
+    default: Duration,
+) -> Option<Duration> {
+    match text {
+        Some(DurationText(text)) => parse_duration(report, key, &text),
+        None => Some(default),
+    }
+}
+
+fn parse_duration(report: &mut ErrorReport, key: &str, text: &str) -> Option<Duration> {
+    humantime::parse_duration(text)
+        .map_err(|why| {
             report.push(
                 key,
                 format!(r#"{text:?} is not a duration ({why}); write e.g. "250ms", "5s" or "7d""#),
             );
-            None
-        }
-    }
+        })
+        .ok()
 }
 
 /// Reports `key` unless `value >= factor × base`.
@@ -124,6 +142,26 @@ pub(super) fn at_least_multiple(
             ),
         );
     }
+}
+
+/// CIDR networks (`"192.0.2.0/24"`, `"2001:db8::/32"`, or a bare address), each
+/// reported at `key[index]`; `None` if any is wrong.
+pub(super) fn networks(
+    report: &mut ErrorReport,
+    key: &str,
+    raw: Vec<String>,
+) -> Option<Vec<IpNetwork>> {
+    let mut networks = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        match text.parse() {
+            Ok(network) => networks.push(network),
+            Err(problem) => report.push(
+                format!("{key}[{index}]"),
+                format!("{problem}; write a network such as \"192.0.2.0/24\""),
+            ),
+        }
+    }
+    (networks.len() == raw.len()).then_some(networks)
 }
 
 /// A size setting as written: not written (a default applies), valid, or wrong (and

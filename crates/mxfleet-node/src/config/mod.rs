@@ -32,6 +32,8 @@
 //! - `smtp`: stage 2 of `[smtp]`, [`SmtpConfig`] (listener, limits, STARTTLS).
 //! - `delivery`: stage 2 of `[delivery]`, the node's `mxfleet_delivery::DeliveryConfig`.
 //! - `relay_domains`: stage 2 of `[[relay_domains]]`, [`RelayDomainConfig`].
+//! - `spam`: stage 2 of `[spam]` and each relay domain's `checks`, the node's
+//!   `mxfleet_smtp::checks::SpamConfig` ([`NodeConfig::spam`]).
 //! - `destination`: the per-destination delivery keys that `[delivery]` sets as defaults
 //!   and each relay domain may override (route, TLS, limits, lifetime, delay warnings).
 //! - `operations`: stage 2 of `[admin]` ([`AdminConfig`]: listener, TLS, tokens and
@@ -54,6 +56,7 @@ mod peer;
 mod raw;
 mod relay_domains;
 mod smtp;
+mod spam;
 mod validated;
 
 #[cfg(test)]

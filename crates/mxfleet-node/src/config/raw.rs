@@ -13,8 +13,8 @@
 //! Layout: [`RawConfig`] holds one struct per TOML table: [`RawNode`], [`RawPeer`],
 //! [`RawCluster`] (with [`RawMember`] entries), [`RawRaft`], [`RawQueue`], [`RawSmtp`]
 //! (with [`RawTlsCertificate`] entries), [`RawDelivery`], the `[[relay_domains]]`
-//! array of [`RawRelayDomain`], [`RawAdmin`] (with [`RawAdminToken`] entries),
-//! [`RawMetrics`] and [`RawLog`].
+//! array of [`RawRelayDomain`], [`RawSpam`] (with one struct per `[spam.*]` table),
+//! [`RawAdmin`] (with [`RawAdminToken`] entries), [`RawMetrics`] and [`RawLog`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ pub(crate) struct RawConfig {
     pub smtp: RawSmtp,
     pub delivery: RawDelivery,
     pub relay_domains: Vec<RawRelayDomain>,
+    pub spam: RawSpam,
     pub admin: RawAdmin,
     pub metrics: RawMetrics,
     pub log: RawLog,
@@ -202,6 +203,102 @@ pub(crate) struct RawRelayDomain {
     pub destination_rate: Option<u32>,
     pub maximal_queue_lifetime: Option<DurationText>,
     pub delay_warning_time: Option<DurationText>,
+    /// Spam check names; `None` (not `[]`, which means none) inherits
+    /// `spam.default_checks`. Checked with `[spam]`.
+    pub checks: Option<Vec<String>>,
+}
+
+/// `[spam]`: the checks of `[[relay_domains]]` and the settings of each mechanism.
+/// Check names and words (`unknown_action`) stay strings, so that a wrong one is a
+/// stage-2 error reported alongside the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [spam] table")]
+pub(crate) struct RawSpam {
+    pub dns_timeout: Option<DurationText>,
+    pub default_checks: Option<Vec<String>>,
+    pub dnsbl: RawDnsbl,
+    pub greylisting: RawGreylisting,
+    pub recipient_verification: RawRecipientVerification,
+    pub rate_limits: RawRateLimits,
+    pub hygiene: RawHygiene,
+    pub spf: RawSpf,
+}
+
+/// `[spam.dnsbl]`: sites as written (`zone[=filter][*weight]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [spam.dnsbl] table")]
+pub(crate) struct RawDnsbl {
+    pub sites: Vec<String>,
+    pub threshold: Option<i32>,
+    pub rhsbl_sender_sites: Vec<String>,
+    pub cache_ttl: Option<DurationText>,
+    pub cache_entries: Option<usize>,
+}
+
+/// `[spam.greylisting]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the [spam.greylisting] table"
+)]
+pub(crate) struct RawGreylisting {
+    pub delay: Option<DurationText>,
+    pub retry_window: Option<DurationText>,
+    pub expiry: Option<DurationText>,
+    pub auto_allowlist_after: Option<u32>,
+    pub allowlist_networks: Vec<String>,
+}
+
+/// `[spam.recipient_verification]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the [spam.recipient_verification] table"
+)]
+pub(crate) struct RawRecipientVerification {
+    pub positive_expiry: Option<DurationText>,
+    pub negative_expiry: Option<DurationText>,
+    /// `"accept"` or `"defer"`.
+    pub unknown_action: Option<String>,
+    pub probe_timeout: Option<DurationText>,
+    pub probe_sender: Option<String>,
+}
+
+/// `[spam.rate_limits]`: Postfix's `smtpd_client_*_rate_limit` and their per-network
+/// twins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the [spam.rate_limits] table"
+)]
+pub(crate) struct RawRateLimits {
+    pub window: Option<DurationText>,
+    pub client_connection_rate_limit: Option<u32>,
+    pub client_message_rate_limit: Option<u32>,
+    pub client_recipient_rate_limit: Option<u32>,
+    pub network_connection_rate_limit: Option<u32>,
+    pub network_message_rate_limit: Option<u32>,
+    pub network_recipient_rate_limit: Option<u32>,
+    pub exceptions: Vec<String>,
+}
+
+/// `[spam.hygiene]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [spam.hygiene] table")]
+pub(crate) struct RawHygiene {
+    pub unknown_address_reject_code: Option<u16>,
+    pub unknown_client_reject_code: Option<u16>,
+    pub greet_wait: Option<DurationText>,
+}
+
+/// `[spam.spf]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "the [spam.spf] table")]
+pub(crate) struct RawSpf {
+    pub reject_fail: Option<bool>,
 }
 
 /// `[admin]`: the gRPC admin listener and its callers.

@@ -16,6 +16,9 @@
 //! defaults (checked in [`super::destination`]). The result is the domain's
 //! [`DestinationPolicy`], which also goes into `DeliveryConfig::destinations`.
 //!
+//! A table's `checks` (its spam checks) is taken out before these checks and judged
+//! with `[spam]` in [`super::spam`]; the result is `NodeConfig::spam.domain_checks`.
+//!
 //! Layout: the types ([`RelayDomainConfig`], [`RecipientSource`]), then
 //! [`check_relay_domains`] and the checks of one table.
 

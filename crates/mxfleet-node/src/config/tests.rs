@@ -1,11 +1,13 @@
 //! Tests of both stages through the public entry points, one rule per test.
 //!
-//! `[smtp]`, `[delivery]` and `[[relay_domains]]` have their own files under `tests/`.
+//! `[smtp]`, `[delivery]`, `[[relay_domains]]` and `[spam]` have their own files under
+//! `tests/`.
 
 mod delivery;
 mod operations;
 mod relay_domains;
 mod smtp;
+mod spam;
 
 use std::path::Path;
 use std::time::Duration;

@@ -11,9 +11,10 @@
 //! build a `NodeConfig` in code (for instance with tiny [`RaftTimers`]) without a file.
 //!
 //! Layout: the types ([`NodeConfig`] and its sections), then [`validate`], then one
-//! `check_*` function per section. `[peer]`, `[smtp]`, `[delivery]` and
-//! `[[relay_domains]]` have their own modules ([`super::peer`], [`super::smtp`],
-//! [`super::delivery`], [`super::relay_domains`]), types included. Field-level
+//! `check_*` function per section. `[peer]`, `[smtp]`, `[delivery]`,
+//! `[[relay_domains]]` and `[spam]` have their own modules ([`super::peer`],
+//! [`super::smtp`], [`super::delivery`], [`super::relay_domains`], [`super::spam`]),
+//! types included. Field-level
 //! parsing (units, counts, labels, files) lives in [`super::fields`].
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use mxfleet_core::NodeId;
 use mxfleet_delivery::DeliveryConfig;
+use mxfleet_smtp::checks::SpamConfig;
 
 use super::FileChecks;
 use super::delivery::check_delivery;
@@ -37,6 +39,7 @@ use super::peer::{Advertised, PeerConfig, check_peer};
 use super::raw::{RawConfig, RawMember, RawNode, RawQueue, RawRaft};
 use super::relay_domains::{RelayDomainConfig, check_relay_domains};
 use super::smtp::{SmtpConfig, SmtpContext, check_smtp, unified_message_size};
+use super::spam::{check_spam, take_relay_domain_checks};
 
 /// Everything one fleet member needs to start, checked before any socket is bound.
 #[derive(Debug, Clone)]
@@ -50,6 +53,10 @@ pub struct NodeConfig {
     /// Empty is valid: the node then takes part in the fleet but refuses every
     /// recipient.
     pub relay_domains: Vec<RelayDomainConfig>,
+    /// `[spam]`, with `domain_checks` holding an entry for every relay domain: its own
+    /// `checks`, or `spam.default_checks`. The SMTP sessions read it; without a `[spam]`
+    /// table no domain applies any check and no rate is limited.
+    pub spam: SpamConfig,
     /// `[delivery]`, with one destination policy per relay domain
     /// (`delivery.destinations`, keyed by domain) and `delivery.hostname` the HELO name.
     pub delivery: DeliveryConfig,
@@ -149,7 +156,7 @@ const MIN_SNAPSHOT_EVERY: u64 = 100;
 
 /// Checks every rule, reporting every problem; `Some` only if `report` stays clean.
 pub(crate) fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     checks: FileChecks,
     report: &mut ErrorReport,
 ) -> Option<NodeConfig> {
@@ -168,12 +175,14 @@ pub(crate) fn validate(
     let message_size =
         unified_message_size(report, queue.max_message_size, smtp.message_size_limit);
     let delivery = check_delivery(raw.delivery, smtp.hostname(), checks, report);
+    let relay_domain_checks = take_relay_domain_checks(&mut raw.relay_domains);
     let relay_domains = check_relay_domains(
         raw.relay_domains,
         &delivery.destination_defaults,
         checks,
         report,
     );
+    let spam = check_spam(raw.spam, relay_domain_checks, report);
     let operations = check_operations(raw.admin, raw.metrics, raw.log, checks, report);
 
     if !report.is_clean() {
@@ -186,6 +195,7 @@ pub(crate) fn validate(
     let message_size = message_size?;
     let relay_domains = relay_domains?;
     let delivery = delivery.finish(&relay_domains)?;
+    let spam = spam.finish(&relay_domains)?;
     Some(NodeConfig {
         node: NodeIdentity {
             id: node.id?,
@@ -204,6 +214,7 @@ pub(crate) fn validate(
         queue: queue.finish(message_size)?,
         smtp: smtp.finish(message_size)?,
         relay_domains,
+        spam,
         delivery: delivery.delivery,
         dns_servers: delivery.dns_servers,
         mx_port: delivery.mx_port,

@@ -73,7 +73,7 @@ impl Check {
 pub type CheckSet = BTreeSet<Check>;
 
 /// The whole spam-defence configuration of a node.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpamConfig {
     /// Checks for each relay domain (lower-case). A domain not listed here gets none.
     pub domain_checks: HashMap<String, CheckSet>,
@@ -85,6 +85,22 @@ pub struct SpamConfig {
     pub rate_limits: RateLimitConfig,
     pub hygiene: HygieneConfig,
     pub spf: SpfConfig,
+}
+
+impl Default for SpamConfig {
+    /// No checks for any domain; the mechanisms at their Postfix-like defaults.
+    fn default() -> Self {
+        SpamConfig {
+            domain_checks: HashMap::new(),
+            dns_timeout: Duration::from_secs(5),
+            dnsbl: DnsblConfig::default(),
+            greylisting: GreylistConfig::default(),
+            verify: VerifyConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            hygiene: HygieneConfig::default(),
+            spf: SpfConfig::default(),
+        }
+    }
 }
 
 impl SpamConfig {

@@ -60,7 +60,7 @@ pub use relay::RelayPolicy;
 /// (a CR or LF would end our reply line early and let the client write the rest), and
 /// text past 256 octets is cut with `...`, keeping the reply line well inside the
 /// 512 octets of RFC 5321 §4.5.3.1.5.
-fn echo(text: &str) -> String {
+pub(crate) fn echo(text: &str) -> String {
     const MAX_ECHO: usize = 256;
     let mut out = String::with_capacity(text.len().min(MAX_ECHO + 3));
     for c in text.chars() {

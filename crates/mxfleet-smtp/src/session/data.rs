@@ -205,6 +205,7 @@ impl Session {
                 by_host: self.config.hostname.clone(),
                 protocol: self.protocol().to_string(),
                 tls: self.tls.clone(),
+                received_spf: transaction.spam.received_spf(),
             }),
         };
         match self.intake.enqueue(envelope, stored).await {

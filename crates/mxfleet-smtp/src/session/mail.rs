@@ -51,10 +51,15 @@ impl Session {
                 return self.error_reply(reply);
             }
         };
+        if let Err(refusal) = self.spam.on_mail(&self.config.hostname) {
+            self.config.metrics.rejected(refusal.reason);
+            return self.error_reply(refusal.reply);
+        }
         self.transaction = Some(Transaction {
             sender,
             smtputf8,
             recipients: Vec::new(),
+            spam: Default::default(),
         });
         self.ok(Reply::new(250, "2.1.0", "Ok"))
     }

@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::checks::{ClientChecks, TransactionChecks};
 use crate::config::SessionConfig;
 use crate::intake::MessageIntake;
 use crate::policy::Mailbox;
@@ -59,6 +60,8 @@ struct Transaction {
     sender: Option<Mailbox>,
     smtputf8: bool,
     recipients: Vec<Mailbox>,
+    /// What the spam checks learnt about this sender (DNS answers, SPF).
+    spam: Arc<TransactionChecks>,
 }
 
 /// How the session ended, for the connection log line.
@@ -89,6 +92,8 @@ pub(crate) struct Session {
     intake: Arc<dyn MessageIntake>,
     shutdown: CancellationToken,
     client: ClientInfo,
+    /// The spam checks' view of this client, for the whole session.
+    spam: ClientChecks,
     greeting: Option<Greeting>,
     transaction: Option<Transaction>,
     /// "TLSv1.3 TLS13_AES_256_GCM_SHA384" once STARTTLS completed.
@@ -108,6 +113,7 @@ pub async fn run_session<S: SessionStream + 'static>(
 ) -> SessionEnd {
     let metrics = config.metrics.clone();
     let _active = metrics.session_started();
+    let spam = config.spam.client(client.addr.ip(), metrics.clone());
     let mut session = Session {
         io: Some(Box::new(stream)),
         input: Vec::new(),
@@ -116,6 +122,7 @@ pub async fn run_session<S: SessionStream + 'static>(
         intake,
         shutdown,
         client,
+        spam,
         greeting: None,
         transaction: None,
         tls: None,
@@ -131,8 +138,13 @@ pub async fn run_session<S: SessionStream + 'static>(
 
 impl Session {
     async fn run(&mut self) -> SessionEnd {
-        let banner = Reply::new(220, "", format!("{} ESMTP mxfleet", self.config.hostname));
-        self.queue_reply(&banner);
+        if let Err(Stop::Ended(end)) = self.greet().await {
+            let _ = self.flush().await;
+            if let Some(io) = self.io.as_mut() {
+                let _ = io.shutdown().await;
+            }
+            return end;
+        }
         loop {
             match self.step().await {
                 Ok(()) => {}
@@ -145,6 +157,37 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The banner, after the connection rate limits; with a pregreet test when
+    /// `greet_wait` is set: the first banner line goes out, and a client that talks
+    /// before the last one is refused (postscreen's pregreet test; real MTAs wait for
+    /// the whole banner, much spamware does not).
+    async fn greet(&mut self) -> Result<(), Stop> {
+        let hostname = self.config.hostname.clone();
+        if let Err(refusal) = self.spam.on_connect(&hostname) {
+            self.config.metrics.rejected(refusal.reason);
+            return self.close_with(refusal.reply, SessionEnd::LimitReached);
+        }
+        let wait = self.spam.greet_wait();
+        if !wait.is_zero() {
+            self.output
+                .extend_from_slice(format!("220-{hostname} ESMTP mxfleet\r\n").as_bytes());
+            self.flush().await?;
+            let idle_limit = self.config.limits.command_timeout;
+            if let Ok(read) = tokio::time::timeout(wait, self.read_more(idle_limit)).await {
+                read?;
+                info!(client = %self.client.addr, bytes = self.input.len(), "smtp_pregreet");
+                self.config
+                    .metrics
+                    .rejected(crate::metrics::RejectReason::Pregreet);
+                let reply = Reply::new(554, "5.5.1", "Error: talked before the banner");
+                return self.close_with(reply, SessionEnd::LimitReached);
+            }
+        }
+        let banner = Reply::new(220, "", format!("{hostname} ESMTP mxfleet"));
+        self.queue_reply(&banner);
+        Ok(())
     }
 
     /// Reads and handles one command.
@@ -206,7 +249,7 @@ impl Session {
                 self.error_reply(Reply::new(500, "5.5.2", "Error: command not recognized"))
             }
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
             Request::StartTls => self.starttls().await,
             Request::Rset => self.rset(),

@@ -107,5 +107,6 @@ pub fn config(tune: impl FnOnce(&mut SessionLimits)) -> Arc<SessionConfig> {
         policy: Arc::new(PolicyHandle::new(policy)),
         etrn_networks: Vec::new(),
         metrics: Default::default(),
+        spam: std::sync::Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
     })
 }

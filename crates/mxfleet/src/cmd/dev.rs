@@ -115,8 +115,10 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
                 )]))),
                 etrn_networks: Vec::new(),
                 metrics: Default::default(),
+                spam: std::sync::Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
             }),
             connections: Default::default(),
+            spam: None,
         };
         let delivery = dev_delivery(id, &args.relay_domain, primary)?;
         nodes.push((site, Node::start(config, Some(smtp), Some(delivery)).await?));

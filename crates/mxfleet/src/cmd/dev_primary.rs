@@ -135,6 +135,7 @@ pub async fn start(
         policy: Arc::new(PolicyHandle::new(policy)),
         etrn_networks: Vec::new(),
         metrics: Default::default(),
+        spam: std::sync::Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
     });
     let intake = Arc::new(MailDrop {
         dir,
