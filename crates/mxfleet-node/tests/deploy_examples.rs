@@ -139,7 +139,8 @@ fn example_fleet_agrees_on_its_members() {
         routes,
         [
             ("example.org", "mx".to_owned()),
-            ("example.com", "[mail.example.com]:25".to_owned())
+            ("example.com", "[mail.example.com]:25".to_owned()),
+            ("example.net", "[mail.example.net]:25".to_owned()),
         ]
     );
 
@@ -154,10 +155,37 @@ fn example_fleet_agrees_on_its_members() {
             [
                 ("example.org", RecipientSource::Listed(_)),
                 ("example.com", RecipientSource::File(_)),
+                ("example.net", RecipientSource::CatchAll),
             ]
         ),
         "{sources:?}"
     );
+    // The spam checks judge a sender the same on every node.
+    for config in &fleet {
+        assert_eq!(config.spam, fleet[0].spam);
+    }
+    let spam = &fleet[0].spam;
+    let checks = |domain: &str| -> Vec<&str> {
+        spam.domain_checks[domain]
+            .iter()
+            .map(|c| c.as_str())
+            .collect()
+    };
+    assert_eq!(
+        checks("example.org"),
+        ["dnsbl", "unknown_sender_domain", "spf"]
+    );
+    assert_eq!(
+        checks("example.com"),
+        ["dnsbl", "unknown_sender_domain", "spf"]
+    );
+    assert_eq!(
+        checks("example.net"),
+        ["primary_aware", "dnsbl", "verify_recipients", "greylisting"]
+    );
+    assert_eq!(spam.dnsbl.sites.len(), 3);
+    assert_eq!(spam.dnsbl.threshold, 3);
+    assert_eq!(spam.rate_limits.client_connection_rate_limit, 60);
 }
 
 #[test]

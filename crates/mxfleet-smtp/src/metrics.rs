@@ -172,6 +172,58 @@ impl RejectReason {
     }
 }
 
+/// Every (check, result) pair `mxfleet_spam_checks_total` can count, so that each
+/// series exists from the start.
+const SPAM_CHECK_RESULTS: &[(&str, &[&str])] = &[
+    (
+        "primary_aware",
+        &["primary_down", "primary_up", "primary_unknown"],
+    ),
+    ("dnsbl", &["listed", "clean", "lookup_failed"]),
+    ("rhsbl_sender", &["listed", "clean"]),
+    (
+        "unknown_client_hostname",
+        &["verified", "no_ptr", "mismatch", "temporary"],
+    ),
+    (
+        "unknown_sender_domain",
+        &["exists", "not_found", "null_mx", "temporary"],
+    ),
+    (
+        "spf",
+        &[
+            "pass",
+            "fail",
+            "softfail",
+            "neutral",
+            "none",
+            "temperror",
+            "permerror",
+        ],
+    ),
+    (
+        "verify_recipients",
+        &[
+            "cache_valid",
+            "cache_invalid",
+            "probe_valid",
+            "probe_invalid",
+            "unknown",
+        ],
+    ),
+    (
+        "greylisting",
+        &[
+            "allowlisted",
+            "auto_allowlisted",
+            "known",
+            "passed",
+            "new",
+            "too_early",
+        ],
+    ),
+];
+
 /// Reply classes, as labelled.
 const REPLY_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
@@ -212,6 +264,13 @@ impl Default for SmtpMetrics {
         }
         for end in SESSION_ENDS {
             metrics.sessions_ended.get_or_create_owned(&[("end", end)]);
+        }
+        for (check, results) in SPAM_CHECK_RESULTS {
+            for result in *results {
+                metrics
+                    .spam_checks
+                    .get_or_create_owned(&[("check", check), ("result", result)]);
+            }
         }
         metrics
     }

@@ -371,11 +371,11 @@ async fn a_client_that_talks_before_the_banner_is_refused() {
     assert_eq!(patient.quit().await, SessionEnd::Quit);
 }
 
-/// DNS checks over a real in-process DNS server: the session's client 192.0.2.7 is
-/// listed on `dnsbl.test` (weight 1, threshold 1), `client.example` publishes SPF
-/// for it, and `nowhere.example` does not exist.
-async fn dns_checks(checks: &[Check], reject_spf_fail: bool) -> (TestDns, SpamChecks) {
-    let dns = TestDns::start([
+// DNS checks over a real in-process DNS server: the session's client 192.0.2.7 is
+// listed on `dnsbl.test` (weight 1, threshold 1), `client.example` publishes SPF
+// for it, and `nowhere.example` does not exist.
+async fn start_dns() -> TestDns {
+    TestDns::start([
         Zone::new("dnsbl.test").a("7.2.0.192", Ipv4Addr::new(127, 0, 0, 2)),
         Zone::new("client.example")
             .txt("@", "v=spf1 ip4:192.0.2.0/24 -all")
@@ -385,17 +385,26 @@ async fn dns_checks(checks: &[Check], reject_spf_fail: bool) -> (TestDns, SpamCh
             .a("@", Ipv4Addr::new(198, 51, 100, 1)),
         Zone::new("nowhere.example"),
     ])
-    .await;
-    let mut config = spam_config(checks);
-    config.dnsbl.sites = vec!["dnsbl.test".parse().expect("site")];
-    config.spf.reject_fail = reject_spf_fail;
+    .await
+}
+
+/// The DNS machinery for `config`, asking `dns`.
+fn dns_machinery(dns: &TestDns, config: &SpamConfig) -> DnsChecks {
     let options = CheckResolverOptions::new(Duration::from_secs(2));
     let resolver = CheckResolver::from_nameservers(&[dns.addr], &options).expect("resolver");
-    let machinery = DnsChecks {
+    DnsChecks {
         dnsbl: Dnsbl::new(&config.dnsbl, &resolver, Duration::from_secs(2)),
         spf: SpfChecker::new(&resolver),
         resolver,
-    };
+    }
+}
+
+async fn dns_checks(checks: &[Check], reject_spf_fail: bool) -> (TestDns, SpamChecks) {
+    let dns = start_dns().await;
+    let mut config = spam_config(checks);
+    config.dnsbl.sites = vec!["dnsbl.test".parse().expect("site")];
+    config.spf.reject_fail = reject_spf_fail;
+    let machinery = dns_machinery(&dns, &config);
     let checks = SpamChecks::new(config, Some(machinery), None, Vec::new()).expect("checks");
     (dns, checks)
 }
@@ -493,4 +502,36 @@ async fn the_spf_result_travels_with_the_message_and_a_fail_is_refused_only_on_r
         "550 5.7.23 <a@forged.example>: Sender address rejected: SPF fail\r\n"
     );
     dialog.quit().await;
+}
+
+#[tokio::test]
+async fn mail_refused_by_another_check_never_creates_a_greylisting_triplet() {
+    let dns = start_dns().await;
+    let fleet = Arc::new(MemorySpamState::at(START));
+    // Listed in the order an operator might write it; greylisting still runs last.
+    let config = spam_config(&[Check::Greylisting, Check::UnknownSenderDomain]);
+    let checks = SpamChecks::new(
+        config.clone(),
+        Some(dns_machinery(&dns, &config)),
+        Some(FleetChecks {
+            state: fleet.clone(),
+            prober: Arc::new(ScriptedProber::default()),
+        }),
+        Vec::new(),
+    )
+    .expect("checks");
+    let session = session_with(checks);
+    let mut dialog = Dialog::start(session, Arc::default(), "a@nowhere.example").await;
+    assert!(
+        dialog
+            .say("RCPT TO:<x@example.net>")
+            .await
+            .starts_with("450 4.1.8 ")
+    );
+    dialog.quit().await;
+    assert_eq!(
+        fleet.facts_recorded(),
+        0,
+        "greylisting runs after the other checks"
+    );
 }

@@ -184,8 +184,8 @@ struct RcptContext<'a> {
 }
 
 impl ClientChecks {
-    /// Runs one check. The `CheckSet` is ordered (see `Check`'s declaration order),
-    /// which is the order described in the module header.
+    /// Runs one check. A `CheckSet` iterates in `Check`'s declaration order, which is
+    /// the order described in the module header.
     async fn run(
         &self,
         check: Check,

@@ -14,39 +14,43 @@ use crate::policy::IpNetwork;
 
 /// A check that a relay domain can switch on. Connection-level limits (rates,
 /// pregreet) apply to every session and are not in this list.
+///
+/// The declaration order is the order in which RCPT TO runs a domain's checks (a
+/// `CheckSet` iterates in it): cheapest and most certain first, greylisting last, so
+/// that mail another check refuses never creates a greylisting triplet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Check {
+    /// Accept only while the fleet sees the primary down; otherwise `451 4.7.1`.
+    PrimaryAware,
     /// Client IP against the DNSBL sites (`reject_rbl_client`, postscreen's score).
     Dnsbl,
     /// Sender domain against the RHSBL sites (`reject_rhsbl_sender`).
     RhsblSender,
-    /// Fleet-wide greylisting of (client network, sender, recipient).
-    Greylisting,
-    /// Recipients checked against the primary, cached fleet-wide
-    /// (`reject_unverified_recipient`). Only for domains without a recipient list.
-    VerifyRecipients,
-    /// Accept only while the fleet sees the primary down; otherwise `451 4.7.1`.
-    PrimaryAware,
+    /// The client's reverse DNS must resolve back to it (`reject_unknown_client_hostname`).
+    UnknownClientHostname,
     /// The sender domain must have an MX or an address record
     /// (`reject_unknown_sender_domain`).
     UnknownSenderDomain,
-    /// The client's reverse DNS must resolve back to it (`reject_unknown_client_hostname`).
-    UnknownClientHostname,
     /// Evaluate SPF and record it in a `Received-SPF:` header at delivery; refuse a
     /// `fail` only when [`SpfConfig::reject_fail`] is set.
     Spf,
+    /// Recipients checked against the primary, cached fleet-wide
+    /// (`reject_unverified_recipient`). Only for domains without a recipient list.
+    VerifyRecipients,
+    /// Fleet-wide greylisting of (client network, sender, recipient).
+    Greylisting,
 }
 
 impl Check {
     pub const ALL: [Check; 8] = [
+        Check::PrimaryAware,
         Check::Dnsbl,
         Check::RhsblSender,
-        Check::Greylisting,
-        Check::VerifyRecipients,
-        Check::PrimaryAware,
-        Check::UnknownSenderDomain,
         Check::UnknownClientHostname,
+        Check::UnknownSenderDomain,
         Check::Spf,
+        Check::VerifyRecipients,
+        Check::Greylisting,
     ];
 
     /// The name in config files and logs.
