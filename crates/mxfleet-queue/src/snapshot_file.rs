@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::types::{SnapshotMeta, decode, encode};
 
 const MAGIC: &[u8; 8] = b"MXFSNAP1";
-const FORMAT: u32 = 1;
+/// Bumped with every incompatible change of the encoded state: 2 added the spam
+/// checks' tables (`QueueState::spam`) and `ReceivedTrace::received_spf`.
+const FORMAT: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 #[derive(Serialize)]

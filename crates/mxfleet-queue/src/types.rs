@@ -47,7 +47,8 @@ pub(crate) type SnapshotData = tokio::fs::File;
 /// The encoding of every openraft message on the wire and in the log: postcard.
 /// Bumped whenever that encoding changes incompatibly, so that a mixed-version fleet
 /// refuses to talk instead of misreading.
-pub(crate) const WIRE_FORMAT: u32 = 2;
+/// 3: `Command::SpamFacts`, `Command::ExpireSpamState`, `ReceivedTrace::received_spf`.
+pub(crate) const WIRE_FORMAT: u32 = 3;
 
 /// Encodes a value with the crate's wire/disk encoding.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {

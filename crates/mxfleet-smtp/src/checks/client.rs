@@ -89,7 +89,9 @@ impl ClientChecks {
         }
     }
 
-    /// Starts the DNSBL lookup in the background.
+    /// Starts the DNSBL lookup in the background. The task is not tracked for
+    /// shutdown: it only waits for DNS, bounded by `dns_timeout`, and owns nothing that
+    /// must be finished.
     pub(crate) fn prefetch_dnsbl(&self) {
         if self.checks.dns.is_none() {
             return;
