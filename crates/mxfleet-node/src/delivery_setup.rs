@@ -61,13 +61,17 @@ pub fn from_config(
         &[config.smtp.listen, config.peer.listen],
     );
     let mut delivery = config.delivery.clone();
-    // Primary-aware domains need the fleet to know at all times whether their primary
-    // is up, not only while mail waits for it.
+    // Primary-aware and verified domains need the fleet to know at all times whether
+    // their primary is up, not only while mail waits for it: the first to decide what
+    // to accept, the second to answer from the cache at once while it is down instead
+    // of probing a primary that may hang until the probe timeout.
     delivery.watched_primaries = config
         .spam
         .domain_checks
         .iter()
-        .filter(|(_, checks)| checks.contains(&Check::PrimaryAware))
+        .filter(|(_, checks)| {
+            checks.contains(&Check::PrimaryAware) || checks.contains(&Check::VerifyRecipients)
+        })
         .map(|(domain, _)| domain.clone())
         .collect();
     Ok(crate::DeliverySetup {

@@ -254,9 +254,9 @@ fn each_rule_is_reported_with_its_key_path() {
         (
             "[spam]\ndefault_checks = [\"spf\", \"rbl\"]",
             "spam.default_checks[1]",
-            "\"rbl\" is not a spam check; the checks are dnsbl, rhsbl_sender, greylisting, \
-             verify_recipients, primary_aware, unknown_sender_domain, \
-             unknown_client_hostname, spf",
+            "\"rbl\" is not a spam check; the checks are primary_aware, dnsbl, rhsbl_sender, \
+             unknown_client_hostname, unknown_sender_domain, spf, verify_recipients, \
+             greylisting",
         ),
         (
             "[spam]\ndefault_checks = [\"spf\", \"spf\"]",
@@ -510,4 +510,38 @@ checks = ["rhsbl_sender"]
         ],
         "{errors}"
     );
+}
+
+#[test]
+fn primary_aware_and_verified_domains_have_their_primary_watched() {
+    let text = format!(
+        r#"{MINIMAL}
+[delivery]
+dns_servers = ["127.0.0.1:53"]
+
+[[relay_domains]]
+domain = "aware.example"
+catch_all = true
+checks = ["primary_aware"]
+
+[[relay_domains]]
+domain = "verified.example"
+catch_all = true
+checks = ["verify_recipients"]
+
+[[relay_domains]]
+domain = "plain.example"
+recipients = ["alice"]
+checks = ["greylisting"]
+"#
+    );
+    let config = accepted(&text);
+    let setup = crate::delivery_setup::from_config(&config).expect("delivery setup");
+    let watched: Vec<&str> = setup
+        .config
+        .watched_primaries
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(watched, ["aware.example", "verified.example"]);
 }
