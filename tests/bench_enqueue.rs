@@ -50,6 +50,10 @@ use mxfleet_core::Envelope;
 use mxfleet_queue::{Queue, QueueConfig};
 use mxfleet_testkit::{QueueCluster, init_test_logging};
 
+#[path = "support/bench_stats.rs"]
+mod bench_stats;
+use bench_stats::{CpuSample, filesystem_of, median};
+
 const NODES: usize = 3;
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -172,65 +176,6 @@ impl Counters {
             sum(&self.wal_syncs, &before.wal_syncs),
             sum(&self.blob_fsyncs, &before.blob_fsyncs),
         )
-    }
-}
-
-/// CPU time (in USER_HZ ticks) of the whole machine and of this process, from procfs:
-/// the share used by other processes shows when a run was disturbed.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuSample {
-    machine_busy: u64,
-    machine_total: u64,
-    this_process: u64,
-}
-
-impl CpuSample {
-    fn read() -> Self {
-        let machine: Vec<u64> = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|stat| {
-                let line = stat.lines().next()?.to_string();
-                Some(
-                    line.split_whitespace()
-                        .skip(1)
-                        .filter_map(|v| v.parse().ok())
-                        .collect(),
-                )
-            })
-            .unwrap_or_default();
-        // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
-        let total: u64 = machine.iter().take(8).sum();
-        let idle = machine.get(3).copied().unwrap_or(0) + machine.get(4).copied().unwrap_or(0);
-        let this_process = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| {
-                // Fields after the parenthesised command name; utime and stime are 14 and 15.
-                let rest = stat.rsplit_once(')')?.1.to_string();
-                let fields: Vec<u64> = rest
-                    .split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                Some(fields.iter().sum())
-            })
-            .unwrap_or(0);
-        CpuSample {
-            machine_busy: total.saturating_sub(idle),
-            machine_total: total,
-            this_process,
-        }
-    }
-
-    /// (this process, everything else) as percentages of the machine's capacity.
-    fn shares_since(&self, before: &CpuSample) -> (f64, f64) {
-        let total = self
-            .machine_total
-            .saturating_sub(before.machine_total)
-            .max(1) as f64;
-        let busy = self.machine_busy.saturating_sub(before.machine_busy) as f64;
-        let mine = self.this_process.saturating_sub(before.this_process) as f64;
-        (100.0 * mine / total, 100.0 * (busy - mine).max(0.0) / total)
     }
 }
 
@@ -438,7 +383,7 @@ async fn run_once(scenario: Scenario, run: usize) -> RunResult {
     let started = Instant::now();
     let measured = drive(&queues, scenario, "meas", run, scenario.enqueues).await;
     let wall = started.elapsed();
-    let (cpu_bench, cpu_others) = CpuSample::read().shares_since(&cpu_before);
+    let (cpu_bench, cpu_others) = CpuSample::read().since(&cpu_before).shares();
 
     let after = wait_quiescent(&queues).await;
     let (wal_syncs, blob_fsyncs) = after.delta_since(&before);
@@ -516,16 +461,6 @@ const FIGURES: [Figure; 7] = [
     },
 ];
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
 fn fmt_runs(values: &[f64], decimals: usize) -> String {
     values
         .iter()
@@ -600,23 +535,6 @@ fn print_tables(results: &[(Scenario, Vec<RunResult>)]) {
             println!(" {:.0} | {:.0} |", run.cpu_bench, run.cpu_others);
         }
     }
-}
-
-/// The filesystem type holding `path`, from /proc/mounts (longest mount-point prefix).
-fn filesystem_of(path: &std::path::Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return "unknown".into();
-    };
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, mount, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            path.starts_with(mount)
-                .then(|| (mount.len(), fstype.to_string()))
-        })
-        .max()
-        .map_or_else(|| "unknown".into(), |(_, fstype)| fstype)
 }
 
 fn main() {

@@ -1,6 +1,6 @@
 //! A 3-node in-process fleet with delivery running on every node, and a `SinkMx` as
-//! the primary: the harness of the delivery end-to-end tests and the drain benchmark
-//! (each uses a different part of it).
+//! the primary: the harness of the delivery and spam-check end-to-end tests and of the
+//! drain benchmark (each uses a different part of it).
 
 #![allow(dead_code)]
 
@@ -15,7 +15,7 @@ use mxfleet_delivery::lease::LeaseTiming;
 use mxfleet_delivery::route::{
     HickoryOptions, HickoryResolver, NextHop, OwnIdentity, Route, Router,
 };
-use mxfleet_delivery::{DeliveryConfig, DeliveryService, DestinationPolicy};
+use mxfleet_delivery::{DeliveryConfig, DeliveryService, DestinationPolicy, RecipientVerifier};
 use mxfleet_queue::{Queue, QueueConfig};
 use mxfleet_testkit::QueueCluster;
 use tokio_util::sync::CancellationToken;
@@ -58,9 +58,12 @@ pub fn test_delivery_config(primary: SocketAddr) -> DeliveryConfig {
     config
 }
 
+/// Delivery on one node, from `start_delivery` until `stop` cancels and drains it.
 struct Running {
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// Kept for the recipient verifiers it hands out (spam checks' prober).
+    service: DeliveryService,
 }
 
 /// The fleet: a queue cluster plus delivery on each running node.
@@ -97,37 +100,64 @@ impl DeliveryFleet {
         )
         .expect("resolver");
         let router = Router::new(Arc::new(resolver), OwnIdentity::default());
-        let running = Running {
-            cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-        };
-        DeliveryService::start(
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let service = DeliveryService::start(
             self.cluster.queue(id).clone(),
             self.config.clone(),
             router,
-            &running.tracker,
-            running.cancel.clone(),
+            &tracker,
+            cancel.clone(),
         );
-        self.delivery.insert(id, running);
+        self.delivery.insert(
+            id,
+            Running {
+                cancel,
+                tracker,
+                service,
+            },
+        );
     }
 
     pub fn queue(&self, id: NodeId) -> &Queue {
         self.cluster.queue(id)
     }
 
+    /// The delivery config every node runs with.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// A verifier asking the primary with node `id`'s delivery config and router.
+    pub fn recipient_verifier(&self, id: NodeId) -> RecipientVerifier {
+        self.delivery
+            .get(&id)
+            .unwrap_or_else(|| panic!("node {id} runs no delivery"))
+            .service
+            .recipient_verifier()
+    }
+
     /// Stops node `id` (delivery first, then the queue), as a clean shutdown would.
     pub async fn stop(&mut self, id: NodeId) {
+        self.stop_delivery(id).await;
+        self.cluster.stop(id).await;
+    }
+
+    /// Stops every node: every delivery first, while the cluster still has the quorum
+    /// that records each one's stop, then the queues.
+    pub async fn stop_all(&mut self) {
+        let delivering: Vec<NodeId> = self.delivery.keys().copied().collect();
+        for id in delivering {
+            self.stop_delivery(id).await;
+        }
+        self.cluster.stop_all().await;
+    }
+
+    async fn stop_delivery(&mut self, id: NodeId) {
         if let Some(running) = self.delivery.remove(&id) {
             running.cancel.cancel();
             running.tracker.close();
             let _ = tokio::time::timeout(Duration::from_secs(10), running.tracker.wait()).await;
-        }
-        self.cluster.stop(id).await;
-    }
-
-    pub async fn stop_all(&mut self) {
-        for id in self.cluster.running() {
-            self.stop(id).await;
         }
     }
 
