@@ -62,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
             )]))),
             etrn_networks: Vec::new(),
             metrics: Default::default(),
+            spam: Arc::new(mxfleet_smtp::checks::SpamChecks::none()),
         });
         let (client, server) = tokio::io::duplex(1 << 20);
         let session = tokio::spawn(run_session(
