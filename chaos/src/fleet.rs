@@ -190,11 +190,22 @@ pub struct Fleet {
 /// kernel chose such ports).
 const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-/// A free loopback address for a node's listener.
+/// Ports already handed out by this process. The probe in [`free_addr`] closes its
+/// socket at once, so without this two listeners of one fleet could draw the same free
+/// port (CI caught two nodes given one SMTP port). A few hundred per run, out of 12,000.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free loopback address for a node's listener, never one handed out before.
 fn free_addr() -> anyhow::Result<SocketAddr> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..500 {
         let port = rand::random_range(NODE_PORTS);
+        if handed_out.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
             return Ok(listener.local_addr()?);
         }
     }
