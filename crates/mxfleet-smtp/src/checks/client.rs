@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::OnceCell;
 use tracing::info;
@@ -21,6 +22,7 @@ use tracing::info;
 use super::config::{Check, UnknownRecipientAction};
 use super::dnsbl::{DnsblHit, DnsblVerdict};
 use super::greylist::{self, GreylistOutcome};
+use super::rate::RateLimited;
 use super::sender::{
     self, ClientHostnameStatus, SenderDomainStatus, client_hostname_status, sender_domain_status,
 };
@@ -113,20 +115,23 @@ impl ClientChecks {
 
     /// At connect: the connection rate limits.
     pub fn on_connect(&self, hostname: &str) -> Result<(), Refusal> {
-        let now = std::time::Instant::now();
-        self.checks
-            .rates
-            .connection(self.ip, now)
-            .map_err(|limited| {
-                info!(client = %self.ip, limit = %limited, "smtp_rate_limited");
-                Refusal::new(limited.reply(hostname), RejectReason::RateLimited)
-            })
+        let counted = self.checks.rates.connection(self.ip, Instant::now());
+        self.rate_refusal(counted, hostname)
     }
 
     /// At MAIL FROM: the message rate limits.
     pub fn on_mail(&self, hostname: &str) -> Result<(), Refusal> {
-        let now = std::time::Instant::now();
-        self.checks.rates.message(self.ip, now).map_err(|limited| {
+        let counted = self.checks.rates.message(self.ip, Instant::now());
+        self.rate_refusal(counted, hostname)
+    }
+
+    /// A rate limit's verdict as a refusal, logged once (`smtp_rate_limited`).
+    fn rate_refusal(
+        &self,
+        counted: Result<(), RateLimited>,
+        hostname: &str,
+    ) -> Result<(), Refusal> {
+        counted.map_err(|limited| {
             info!(client = %self.ip, limit = %limited, "smtp_rate_limited");
             Refusal::new(limited.reply(hostname), RejectReason::RateLimited)
         })
@@ -142,14 +147,8 @@ impl ClientChecks {
         sender: Option<&Mailbox>,
         recipient: &Mailbox,
     ) -> Result<(), Refusal> {
-        let now = std::time::Instant::now();
-        if let Err(limited) = self.checks.rates.recipient(self.ip, now) {
-            info!(client = %self.ip, limit = %limited, "smtp_rate_limited");
-            return Err(Refusal::new(
-                limited.reply(hostname),
-                RejectReason::RateLimited,
-            ));
-        }
+        let counted = self.checks.rates.recipient(self.ip, Instant::now());
+        self.rate_refusal(counted, hostname)?;
         let Some(domain_checks) = self.checks.config.checks_for(&recipient.domain) else {
             return Ok(());
         };
