@@ -101,16 +101,17 @@ impl SpamEndpoint {
     ) -> SpamEndpoint {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let checks = spam_setup::build(
+        let fleet = spam_setup::FleetSpamParts::start(
             setup,
             queue,
             verifier,
             report_fresh_for,
             &tracker,
             shutdown.clone(),
-        )
-        .await
-        .expect("spam checks build");
+        );
+        let checks = spam_setup::build(setup, &fleet)
+            .await
+            .expect("spam checks build");
         let policy = RelayPolicy::new(
             setup
                 .config

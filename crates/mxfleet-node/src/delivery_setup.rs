@@ -61,11 +61,19 @@ pub fn from_config(
         &[config.smtp.listen, config.peer.listen],
     );
     let mut delivery = config.delivery.clone();
-    // Primary-aware and verified domains need the fleet to know at all times whether
-    // their primary is up, not only while mail waits for it: the first to decide what
-    // to accept, the second to answer from the cache at once while it is down instead
-    // of probing a primary that may hang until the probe timeout.
-    delivery.watched_primaries = config
+    delivery.watched_primaries = watched_primaries(config);
+    Ok(crate::DeliverySetup {
+        config: delivery,
+        router: router(&config.dns_servers, config.mx_port, identity)?,
+    })
+}
+
+/// The relay domains whose primary the fleet watches at all times, not only while mail
+/// waits for it: primary-aware domains, to decide what to accept, and verified ones,
+/// to answer from the cache at once while the primary is down instead of probing a
+/// primary that may hang until the probe timeout.
+pub fn watched_primaries(config: &crate::config::NodeConfig) -> std::collections::BTreeSet<String> {
+    config
         .spam
         .domain_checks
         .iter()
@@ -73,9 +81,5 @@ pub fn from_config(
             checks.contains(&Check::PrimaryAware) || checks.contains(&Check::VerifyRecipients)
         })
         .map(|(domain, _)| domain.clone())
-        .collect();
-    Ok(crate::DeliverySetup {
-        config: delivery,
-        router: router(&config.dns_servers, config.mx_port, identity)?,
-    })
+        .collect()
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration, loaded in two stages before any socket binds.
 //! - [`delivery_setup`]: the resolver, our identity and the router for delivery.
 //! - [`node`]: `Node`, the running member (queue, housekeeping, shutdown).
+//! - [`reload`]: SIGHUP: what a running node can take from a changed config.
 //! - [`intake`]: the SMTP intake backed by the replicated queue.
 //! - [`metrics`]: the node's Prometheus registry and its `/metrics` endpoint.
 //! - [`signals`]: the signals that stop or reload a node.
@@ -18,6 +19,7 @@ pub mod delivery_setup;
 pub mod intake;
 pub mod metrics;
 pub mod node;
+pub mod reload;
 pub mod signals;
 pub mod smtp_setup;
 pub mod spam_setup;

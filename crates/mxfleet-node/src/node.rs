@@ -17,8 +17,8 @@ use std::time::Duration;
 use mxfleet_delivery::route::Router;
 use mxfleet_delivery::{DeliveryConfig, DeliveryService};
 use mxfleet_queue::{InitialMember, PeerTls, Queue, QueueConfig, StartError};
-use mxfleet_smtp::SessionConfig;
 use mxfleet_smtp::listener::ConnectionLimits;
+use mxfleet_smtp::{SessionConfig, SessionConfigHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -88,6 +88,8 @@ pub struct Node {
     smtp_shutdown: CancellationToken,
     smtp_tracker: TaskTracker,
     smtp_addr: Option<SocketAddr>,
+    /// Swaps in a new SMTP config on SIGHUP; `None` when the node takes no mail.
+    smtp_reloader: Option<crate::reload::SmtpReloader>,
     delivery_shutdown: CancellationToken,
     delivery_tracker: TaskTracker,
     /// The node's metrics registry, built at start; `serve_metrics` exposes it.
@@ -174,20 +176,23 @@ impl Node {
         let smtp_tracker = TaskTracker::new();
         let mut smtp_addr = None;
         let smtp_metrics = smtp.as_ref().map(|smtp| smtp.session.metrics.clone());
+        let mut smtp_reloader = None;
         if let Some(mut smtp) = smtp {
+            let mut fleet_spam = None;
             if let Some(setup) = smtp.spam.take() {
-                let checks = crate::spam_setup::build(
+                let fleet = crate::spam_setup::FleetSpamParts::start(
                     &setup,
                     &queue,
                     verifier,
                     report_fresh_for,
                     &tracker,
                     shutdown.clone(),
-                )
-                .await?;
+                );
+                let checks = crate::spam_setup::build(&setup, &fleet).await?;
                 let mut session = Arc::unwrap_or_clone(smtp.session);
                 session.spam = Arc::new(checks);
                 smtp.session = Arc::new(session);
+                fleet_spam = Some(fleet);
             }
             let listener = tokio::net::TcpListener::bind(smtp.listen)
                 .await
@@ -197,9 +202,11 @@ impl Node {
                 })?;
             smtp_addr = listener.local_addr().ok();
             let intake = Arc::new(crate::intake::QueueIntake::new(queue.clone()));
-            smtp_tracker.spawn(mxfleet_smtp::listener::serve(
+            let handle = Arc::new(SessionConfigHandle::new(smtp.session));
+            smtp_reloader = Some(crate::reload::SmtpReloader::new(handle.clone(), fleet_spam));
+            smtp_tracker.spawn(mxfleet_smtp::listener::serve_reloadable(
                 listener,
-                smtp.session,
+                handle,
                 smtp.connections,
                 intake,
                 smtp_shutdown.clone(),
@@ -218,10 +225,16 @@ impl Node {
             smtp_shutdown,
             smtp_tracker,
             smtp_addr,
+            smtp_reloader,
             delivery_shutdown,
             delivery_tracker,
             metrics,
         })
+    }
+
+    /// What reloads this node's SMTP side (SIGHUP), if it takes mail.
+    pub fn smtp_reloader(&self) -> Option<&crate::reload::SmtpReloader> {
+        self.smtp_reloader.as_ref()
     }
 
     /// The bound SMTP address, if this node takes mail.

@@ -1,6 +1,6 @@
 //! Builds the SMTP service of a node from its validated configuration: the relay
 //! policy (recipient lists and files), STARTTLS certificates, limits and timeouts.
-//! `relay_policy` is also what a SIGHUP reload calls.
+//! A SIGHUP reload (`reload`) builds the same service again from the new file.
 
 use std::sync::Arc;
 
@@ -26,8 +26,26 @@ pub enum SmtpSetupError {
         domain: String,
         detail: String,
     },
-    #[error("smtp.tls_certificates: {0}")]
-    Tls(String),
+    #[error("{key}: {detail}")]
+    Tls { key: String, detail: String },
+}
+
+impl SmtpSetupError {
+    /// The config key at fault, as `config check` would name it.
+    pub fn key(&self) -> String {
+        match self {
+            SmtpSetupError::Recipients { index, .. } => format!("relay_domains[{index}]"),
+            SmtpSetupError::Tls { key, .. } => key.clone(),
+        }
+    }
+
+    /// What is wrong there.
+    pub fn detail(&self) -> String {
+        match self {
+            SmtpSetupError::Recipients { domain, detail, .. } => format!("{domain}: {detail}"),
+            SmtpSetupError::Tls { detail, .. } => detail.clone(),
+        }
+    }
 }
 
 /// The relay policy described by `config`, reading recipient files.
@@ -91,13 +109,22 @@ pub fn smtp_service(config: &NodeConfig) -> Result<SmtpService, SmtpSetupError> 
         None
     } else {
         let mut certificates = Vec::new();
-        for certificate in &smtp.tls_certificates {
-            let mut pem = load_pem_files(&certificate.cert, &certificate.key)
-                .map_err(|e| SmtpSetupError::Tls(e.to_string()))?;
+        for (index, certificate) in smtp.tls_certificates.iter().enumerate() {
+            let mut pem = load_pem_files(&certificate.cert, &certificate.key).map_err(|e| {
+                SmtpSetupError::Tls {
+                    key: format!("smtp.tls_certificates[{index}]"),
+                    detail: e.to_string(),
+                }
+            })?;
             pem.names = certificate.names.clone();
             certificates.push(pem);
         }
-        Some(server_config(&certificates).map_err(|e| SmtpSetupError::Tls(e.to_string()))?)
+        Some(
+            server_config(&certificates).map_err(|e| SmtpSetupError::Tls {
+                key: "smtp.tls_certificates".into(),
+                detail: e.to_string(),
+            })?,
+        )
     };
     if config.relay_domains.is_empty() {
         tracing::warn!("smtp_no_relay_domains: this node will refuse every recipient");

@@ -19,7 +19,8 @@ use mxfleet_smtp::checks::dns::{CheckResolver, CheckResolverOptions};
 use mxfleet_smtp::checks::dnsbl::Dnsbl;
 use mxfleet_smtp::checks::spf::SpfChecker;
 use mxfleet_smtp::checks::{
-    DnsChecks, FleetChecks, ProbeOutcome, RecipientProber, SpamChecks, SpamChecksError,
+    DnsChecks, FleetChecks, FleetSpamState, ProbeOutcome, RecipientProber, SpamChecks,
+    SpamChecksError,
 };
 use mxfleet_smtp::policy::IpNetwork;
 use tokio_util::sync::CancellationToken;
@@ -122,23 +123,45 @@ fn build_dns(
     }))
 }
 
-/// Builds the node's spam checks.
+/// The fleet-backed parts of the spam checks (replicated state, primary prober), made
+/// once when the node starts and shared by every rebuild of its checks (SIGHUP).
+#[derive(Clone)]
+pub struct FleetSpamParts {
+    state: Arc<dyn FleetSpamState>,
+    prober: Arc<dyn RecipientProber>,
+}
+
+impl FleetSpamParts {
+    /// Starts the fleet state's fact batcher on `tracker`; it runs until `shutdown`.
+    pub fn start(
+        setup: &SpamSetup,
+        queue: &Queue,
+        verifier: Option<RecipientVerifier>,
+        report_fresh_for: Duration,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let config = &setup.config;
+        FleetSpamParts {
+            state: QueueSpamState::start(queue.clone(), report_fresh_for, tracker, shutdown),
+            prober: Arc::new(VerifierProber {
+                verifier,
+                sender: config.verify.probe_sender.clone(),
+                timeout: config.verify.probe_timeout,
+            }),
+        }
+    }
+}
+
+/// Builds the node's spam checks from `setup` over the fleet parts: at start, and
+/// again on every reload (which also re-reads the DNS settings and the primaries'
+/// addresses). The rate limiters start empty each time.
 pub async fn build(
     setup: &SpamSetup,
-    queue: &Queue,
-    verifier: Option<RecipientVerifier>,
-    report_fresh_for: Duration,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
+    fleet: &FleetSpamParts,
 ) -> Result<SpamChecks, SpamSetupError> {
     let config = &setup.config;
     let dns = build_dns(config, &setup.dns_servers)?;
-    let state = QueueSpamState::start(queue.clone(), report_fresh_for, tracker, shutdown);
-    let prober = Arc::new(VerifierProber {
-        verifier,
-        sender: config.verify.probe_sender.clone(),
-        timeout: config.verify.probe_timeout,
-    });
     let primaries = primary_addresses(&setup.primaries).await;
     info!(
         domains = config.domain_checks.len(),
@@ -148,7 +171,10 @@ pub async fn build(
     Ok(SpamChecks::new(
         config.clone(),
         dns,
-        Some(FleetChecks { state, prober }),
+        Some(FleetChecks {
+            state: fleet.state.clone(),
+            prober: fleet.prober.clone(),
+        }),
         primaries,
     )?)
 }

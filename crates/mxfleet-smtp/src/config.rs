@@ -1,5 +1,12 @@
 //! What an SMTP session needs to know: the name it announces, its limits and timeouts,
 //! TLS, how to treat bare line endings, and the relay policy.
+//!
+//! Two handles make it reloadable (SIGHUP) without dropping a connection:
+//! - [`PolicyHandle`]: the relay policy, read at every RCPT, so that sessions already
+//!   open see new recipients at once.
+//! - [`SessionConfigHandle`]: the whole [`SessionConfig`] (TLS certificates, spam
+//!   checks, limits), taken by the listener for each new connection; a session keeps
+//!   the config it started with until it ends.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -72,6 +79,33 @@ impl PolicyHandle {
     pub fn replace(&self, policy: RelayPolicy) {
         let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
         *slot = Arc::new(policy);
+    }
+}
+
+/// The session config that new connections get, replaceable at run time (SIGHUP
+/// reload). Lifecycle: the listener reads it once per accepted connection; the session
+/// owns that `Arc` until it ends, so a reload never changes a session in progress
+/// (a TLS session keeps the certificate it was made with).
+#[derive(Debug)]
+pub struct SessionConfigHandle(RwLock<Arc<SessionConfig>>);
+
+impl SessionConfigHandle {
+    pub fn new(config: Arc<SessionConfig>) -> Self {
+        SessionConfigHandle(RwLock::new(config))
+    }
+
+    /// The config for a connection accepted now.
+    pub fn current(&self) -> Arc<SessionConfig> {
+        self.0
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|c| c.into_inner().clone())
+    }
+
+    /// Swaps in a new config for the connections accepted from now on.
+    pub fn replace(&self, config: Arc<SessionConfig>) {
+        let mut slot = self.0.write().unwrap_or_else(|c| c.into_inner());
+        *slot = config;
     }
 }
 

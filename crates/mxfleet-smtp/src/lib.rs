@@ -27,7 +27,7 @@ pub mod reply;
 pub mod session;
 pub mod tls;
 
-pub use config::{PolicyHandle, SessionConfig, SessionLimits};
+pub use config::{PolicyHandle, SessionConfig, SessionConfigHandle, SessionLimits};
 pub use intake::{BodySink, IntakeError, MessageIntake, Receipt, StoredBody};
 pub use metrics::SmtpMetrics;
 pub use reply::Reply;

@@ -2,6 +2,9 @@
 //! per client IP, like Postfix's `smtpd_client_connection_count_limit`), and runs one
 //! session per connection on the node's `TaskTracker`.
 //!
+//! Each accepted connection takes the [`SessionConfigHandle`]'s config of that moment,
+//! so a reload reaches new connections and leaves open ones alone.
+//!
 //! Lifecycle: `serve` runs until the shutdown token is cancelled; it then stops
 //! accepting, and each session answers `421 4.3.2` at its next command (a transaction
 //! in flight is finished first). The caller waits for the tracker to drain.
@@ -16,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, SessionConfigHandle};
 use crate::intake::MessageIntake;
 use crate::metrics::RejectReason;
 use crate::reply::Reply;
@@ -86,10 +89,24 @@ fn take_slot(
     })
 }
 
-/// Accepts SMTP connections on `listener` until `shutdown`.
+/// Accepts SMTP connections on `listener` until `shutdown`, all with one config.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<SessionConfig>,
+    limits: ConnectionLimits,
+    intake: Arc<dyn MessageIntake>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let handle = Arc::new(SessionConfigHandle::new(config));
+    serve_reloadable(listener, handle, limits, intake, shutdown, tracker).await;
+}
+
+/// Accepts SMTP connections on `listener` until `shutdown`; each new connection gets
+/// the config `handle` holds when it is accepted.
+pub async fn serve_reloadable(
+    listener: TcpListener,
+    handle: Arc<SessionConfigHandle>,
     limits: ConnectionLimits,
     intake: Arc<dyn MessageIntake>,
     shutdown: CancellationToken,
@@ -116,6 +133,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let config = handle.current();
         config.metrics.connection_accepted();
         if let Some(why) = intake.refuses_sessions() {
             info!(client = %addr, why, "smtp_connection_refused");
@@ -146,7 +164,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let (config, intake, shutdown) = (config.clone(), intake.clone(), shutdown.clone());
+        let (intake, shutdown) = (intake.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _slot = slot;
             run_session(stream, ClientInfo { addr }, config, intake, shutdown).await;

@@ -135,7 +135,7 @@ recipient_file = "{recipients}"
     node.signal("HUP");
     node.wait_for_line(
         &node.stderr,
-        "relay_policy_reloaded",
+        "config_reloaded",
         Duration::from_secs(10),
     );
     let reloaded = smtp_exchange(smtp_port, "bob@example.test");

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 use mxfleet_node::config::LogFormat;
 use mxfleet_node::{Node, queue_config};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{EXIT_CONFIG, EXIT_FAILED, SHUTDOWN_DEADLINE};
 
@@ -57,7 +57,6 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let policy = smtp.session.policy.clone();
     let node = match Node::start(queue_config, Some(smtp), Some(delivery)).await {
         Ok(node) => node,
         Err(e) => {
@@ -134,7 +133,7 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
                         None => break 0,
                     }
                 }
-                _ = reloads.recv() => reload_relay_policy(&args.config, &policy),
+                _ = reloads.recv() => reload_config(&args.config, &config, &node).await,
             }
         }
     };
@@ -185,9 +184,18 @@ fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
     result
 }
 
-/// SIGHUP: re-read the config file and swap in the new relay policy (relay domains and
-/// recipient lists). A config with errors keeps the old policy and logs every error.
-fn reload_relay_policy(path: &std::path::Path, policy: &mxfleet_smtp::PolicyHandle) {
+/// SIGHUP: re-read the config file and apply what a running node can take (relay
+/// domains, recipient lists, `[spam]`, TLS certificates, SMTP limits); see
+/// `mxfleet_node::reload`. A file with any error keeps the old config whole and logs
+/// every error with its key path (`reload_rejected`). Keys that differ from the
+/// config the node started with and need a restart are logged as
+/// `reload_needs_restart`.
+async fn reload_config(
+    path: &std::path::Path,
+    started_with: &mxfleet_node::config::NodeConfig,
+    node: &Node,
+) {
+    info!(config = %path.display(), "reload_requested");
     let config = match mxfleet_node::config::load(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -197,12 +205,27 @@ fn reload_relay_policy(path: &std::path::Path, policy: &mxfleet_smtp::PolicyHand
             return;
         }
     };
-    match mxfleet_node::smtp_setup::relay_policy(&config) {
-        Ok(new_policy) => {
-            let domains = config.relay_domains.len();
-            policy.replace(new_policy);
-            info!(domains, "relay_policy_reloaded");
+    let Some(reloader) = node.smtp_reloader() else {
+        info!("reload_nothing_to_reload");
+        return;
+    };
+    match reloader.reload(started_with, &config).await {
+        Ok(reloaded) => {
+            for key in &reloaded.needs_restart {
+                warn!(%key, "reload_needs_restart");
+            }
+            info!(
+                relay_domains = reloaded.relay_domains,
+                tls_certificates = reloaded.tls_certificates,
+                checked_domains = reloaded.checked_domains,
+                needs_restart = reloaded.needs_restart.len(),
+                "config_reloaded"
+            );
         }
-        Err(e) => error!(cause = %e, "reload_rejected"),
+        Err(rejected) => {
+            for error in &rejected.errors {
+                error!(key = %error.key, message = %error.message, "reload_rejected");
+            }
+        }
     }
 }
