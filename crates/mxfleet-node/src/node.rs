@@ -258,7 +258,8 @@ impl Node {
         .await?)
     }
 
-    /// Serves the node's metrics at `GET /metrics` on `listen` (`[metrics] listen`)
+    /// Serves the node's metrics at `GET /metrics`, and readiness at `GET /ready`, on
+    /// `listen` (`[metrics] listen`)
     /// until the node stops, after SMTP and delivery, so that a drain can be watched.
     /// Returns the bound address.
     pub async fn serve_metrics(&self, listen: SocketAddr) -> Result<SocketAddr, NodeError> {
@@ -273,6 +274,7 @@ impl Node {
         self.tracker.spawn(crate::metrics::serve(
             listener,
             self.metrics.clone(),
+            self.queue.clone(),
             self.shutdown.clone(),
             self.tracker.clone(),
         ));

@@ -500,3 +500,42 @@ async fn metrics_endpoint_serves_only_metrics_and_stops_with_the_node() {
         "metrics port still open after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_endpoint_answers_503_until_the_node_knows_a_leader() {
+    init_test_logging();
+    let root = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        test_config(1, "site-a", root.path().join("node1")),
+        None,
+        None,
+    )
+    .await
+    .expect("node starts");
+    let addr = node
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("metrics listener");
+    // Not bootstrapped: no cluster, no leader, not ready.
+    let (status, _, body) = http(addr, "GET", "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("knows no leader"), "{body}");
+
+    let members = [InitialMember {
+        id: 1,
+        addr: node.queue().advertise_addr().to_string(),
+        site: "site-a".into(),
+    }];
+    node.queue().bootstrap(&members).await.expect("bootstrap");
+    wait_for_async(
+        "the node reports ready",
+        Duration::from_secs(20),
+        || async { http(addr, "GET", "/ready").await.0 == 200 },
+    )
+    .await;
+    let (_, _, body) = http(addr, "GET", "/ready").await;
+    assert_eq!(body, "ready: leader 1\n");
+    let (status, _, _) = http(addr, "POST", "/ready").await;
+    assert_eq!(status, 405);
+    node.shutdown(Duration::from_secs(10)).await;
+}

@@ -1,7 +1,9 @@
 //! The metrics endpoint: HTTP/1.1 (hyper) on its own listener. `GET /metrics` (and
-//! `HEAD`) answers the node's metrics in the OpenMetrics text format; other methods on
-//! `/metrics` get `405`, every other path `404`. No TLS and no authentication: bind it
-//! to an address only the Prometheus server reaches.
+//! `HEAD`) answers the node's metrics in the OpenMetrics text format. `GET /ready`
+//! answers `200` while the node knows a leader (it can take part in the fleet: a `250`
+//! is possible), else `503`; it is the readiness probe of load balancers and
+//! Kubernetes. Other methods get `405`, every other path `404`. No TLS and no
+//! authentication: bind it to an address only the Prometheus server reaches.
 //!
 //! Lifecycle: [`serve`] accepts until the node's shutdown token is cancelled. Each
 //! connection runs on the node's `TaskTracker`; on shutdown it finishes the response in
@@ -23,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use mxfleet_queue::Queue;
+
 use super::NodeMetrics;
 
 /// A client that does not finish sending its request headers in this time is dropped.
@@ -32,6 +36,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: TcpListener,
     metrics: NodeMetrics,
+    queue: Queue,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -53,9 +58,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        let (metrics, queue, shutdown) = (metrics.clone(), queue.clone(), shutdown.clone());
         tracker.spawn(async move {
-            let service = service_fn(move |request| answer(request, metrics.clone()));
+            let service =
+                service_fn(move |request| answer(request, metrics.clone(), queue.clone()));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -79,10 +85,15 @@ pub async fn serve(
 async fn answer(
     request: Request<Incoming>,
     metrics: NodeMetrics,
+    queue: Queue,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method();
-    if request.uri().path() != "/metrics" {
-        return Ok(plain(StatusCode::NOT_FOUND, "not found; try /metrics\n"));
+    let path = request.uri().path();
+    if path != "/metrics" && path != "/ready" {
+        return Ok(plain(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics or /ready\n",
+        ));
     }
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
@@ -90,6 +101,9 @@ async fn answer(
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(response);
+    }
+    if path == "/ready" {
+        return Ok(readiness(&queue));
     }
     // Encoding walks the whole queue state: keep it off the async workers.
     let text = tokio::task::spawn_blocking(move || metrics.encode())
@@ -102,8 +116,20 @@ async fn answer(
     Ok(response)
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+/// `200 ready: leader N` while the node knows a leader, else `503`.
+fn readiness(queue: &Queue) -> Response<Full<Bytes>> {
+    let status = queue.status();
+    match status.leader {
+        Some(leader) => plain(StatusCode::OK, format!("ready: leader {leader}\n")),
+        None => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: node {} knows no leader\n", status.node_id),
+        ),
+    }
+}
+
+fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(text.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
