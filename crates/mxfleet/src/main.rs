@@ -4,7 +4,11 @@
 //! - `serve --config FILE`: run one fleet member.
 //! - `dev`: a working local cluster on loopback, no configuration needed.
 //! - `config check FILE`: validate a configuration file offline.
+//! - `import-postfix main.cf [relay_recipients]`: a node config from a Postfix backup MX,
+//!   and the list of what it could not carry over.
 //! - `loadgen --server HOST:PORT ...`: send test mail and report throughput and latency.
+//! - `test-primary --listen ADDR --dir DIR --domain D`: a test sink standing in for the
+//!   primary MX (the compose fleet's); not for production.
 //! - `cluster status|add|promote|remove|transfer-leader|drain`: the admin API's cluster
 //!   calls (`cmd/admin/cluster/`).
 //! - `queue list|show|hold|release|delete|requeue|bounce|flush|read|stats`: the admin
@@ -41,8 +45,13 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Turn a Postfix backup-MX main.cf into a node config; list what is not carried over.
+    ImportPostfix(cmd::import_postfix::ImportPostfixArgs),
     /// Send test mail at SMTP servers and report throughput and latency (smtp-source).
     Loadgen(cmd::loadgen::LoadgenArgs),
+    /// A test sink standing in for the primary MX: writes each message to a directory.
+    /// For test fleets (deploy/compose), never for production.
+    TestPrimary(cmd::test_primary::TestPrimaryArgs),
     /// See and change the cluster: status, membership, leadership, drain.
     Cluster(cmd::admin::cluster::ClusterArgs),
     /// See and steer the queue: list, show, hold, release, delete, requeue, bounce,
@@ -77,7 +86,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(args, log_format).await,
             Command::Dev(args) => cmd::dev::run(args).await,
             Command::Config(command) => cmd::config::run(command),
+            Command::ImportPostfix(args) => cmd::import_postfix::run(args),
             Command::Loadgen(args) => cmd::loadgen::run(args).await,
+            Command::TestPrimary(args) => cmd::test_primary::run(args).await,
             Command::Cluster(args) => cmd::admin::cluster::run(args).await,
             Command::Queue(args) => cmd::admin::queue::run(args).await,
         }

@@ -1,7 +1,9 @@
 //! The built-in primary of `mxfleet dev`: an SMTP server (mxfleet's own session code)
 //! that stands in for the primary MX, writes each message it accepts to
 //! `<data dir>/primary/<n>.eml`, and logs `dev_primary_received`. It lets the dev
-//! cluster show the whole path: intake, replication, assignment, delivery.
+//! cluster show the whole path: intake, replication, assignment, delivery. The same
+//! server runs on its own as `mxfleet test-primary` (`test_primary.rs`), the sink of
+//! the compose test fleet.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -118,8 +120,31 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<SocketAddr> {
-    tokio::fs::create_dir_all(&dir).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(
+        listener,
+        "primary.mxfleet.dev",
+        dir,
+        domains,
+        shutdown,
+        tracker,
+    )
+    .await
+}
+
+/// Serves the primary on `listener` (also `mxfleet test-primary`), announcing
+/// `hostname`; returns the listening address. Files are numbered after the highest
+/// `<n>.eml` already in `dir`, so a restarted sink never overwrites what it received.
+pub(crate) async fn serve_on(
+    listener: tokio::net::TcpListener,
+    hostname: &str,
+    dir: PathBuf,
+    domains: &[String],
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<SocketAddr> {
+    tokio::fs::create_dir_all(&dir).await?;
+    let received_before = highest_file_number(&dir).await?;
     let addr = listener.local_addr()?;
     let policy = RelayPolicy::new(
         domains
@@ -128,7 +153,7 @@ pub async fn start(
             .collect(),
     );
     let session = Arc::new(SessionConfig {
-        hostname: "primary.mxfleet.dev".into(),
+        hostname: hostname.to_owned(),
         limits: SessionLimits::default(),
         bare_line_endings: BareLineEndings::Reject,
         tls: None,
@@ -139,7 +164,7 @@ pub async fn start(
     });
     let intake = Arc::new(MailDrop {
         dir,
-        next: AtomicU64::new(0),
+        next: AtomicU64::new(received_before),
         pending: Mutex::new(HashMap::new()),
     });
     tracker.spawn(mxfleet_smtp::listener::serve(
@@ -151,4 +176,19 @@ pub async fn start(
         tracker.clone(),
     ));
     Ok(addr)
+}
+
+/// The highest `n` of the `<n>.eml` files in `dir`; 0 when there are none.
+async fn highest_file_number(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut highest = 0;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".eml"))
+            .and_then(|stem| stem.parse::<u64>().ok());
+        highest = highest.max(number.unwrap_or(0));
+    }
+    Ok(highest)
 }

@@ -1,14 +1,18 @@
 //! One module per subcommand. Each `run` returns the process exit code.
 //!
 //! - `serve`, `dev` (+ `dev_primary`), `config`, `loadgen`: one file each.
+//! - `import_postfix`: `import-postfix`, a directory (main.cf parser, maps, conversion).
+//! - `test_primary`: `dev_primary` on its own, the sink of the compose test fleet.
 //! - `admin`: the admin API clients, `cluster …` and `queue …`.
 
 pub mod admin;
 pub mod config;
 pub mod dev;
+pub mod import_postfix;
 mod dev_primary;
 pub mod loadgen;
 pub mod serve;
+pub mod test_primary;
 
 /// Exit code: the operation failed.
 pub const EXIT_FAILED: u8 = 1;
