@@ -275,6 +275,7 @@ impl Node {
             listener,
             self.metrics.clone(),
             self.queue.clone(),
+            self.smtp_shutdown.clone(),
             self.shutdown.clone(),
             self.tracker.clone(),
         ));

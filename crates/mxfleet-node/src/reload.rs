@@ -3,9 +3,9 @@
 //!
 //! Reloaded at once: the relay domains and their recipient lists (sessions already open
 //! see them at their next RCPT), the `[spam]` section and each domain's checks, the
-//! STARTTLS certificates, and the SMTP limits and timeouts (these two for connections
-//! accepted from then on; a session keeps what it started with, a TLS session its
-//! certificate).
+//! STARTTLS certificates, and the SMTP limits and timeouts but the message size limit
+//! (these two for connections accepted from then on; a session keeps what it started
+//! with, a TLS session its certificate). The rate limiters start empty.
 //!
 //! A reload is all or nothing: everything is built first (recipient files read,
 //! certificates and keys checked, spam checks assembled), and only then swapped in. Any
@@ -13,7 +13,8 @@
 //! ([`ReloadRejected`]).
 //!
 //! What needs a restart (listen addresses, identity, peers, Raft, the admin API,
-//! delivery settings) is compared with the config the node started with, and each
+//! delivery settings, the message size limit, which the queue enforces too) is
+//! compared with the config the node started with, and each
 //! changed key is reported ([`Reloaded::needs_restart`]) so the operator knows the
 //! file and the running node differ.
 //!
@@ -23,7 +24,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use mxfleet_smtp::checks::SpamChecks;
-use mxfleet_smtp::{SessionConfig, SessionConfigHandle};
+use mxfleet_smtp::{SessionConfig, SessionConfigHandle, SessionLimits};
 
 use crate::config::NodeConfig;
 use crate::spam_setup::FleetSpamParts;
@@ -105,7 +106,13 @@ impl SmtpReloader {
         // the policy through the handle, and the counters must not restart from zero.
         let session = SessionConfig {
             hostname: fresh.hostname.clone(),
-            limits: fresh.limits.clone(),
+            // The queue's body writer and the peers' replication keep the size limit
+            // they started with; announcing a larger SIZE would take bodies the queue
+            // then refuses.
+            limits: SessionLimits {
+                max_message_size: running.limits.max_message_size,
+                ..fresh.limits.clone()
+            },
             bare_line_endings: fresh.bare_line_endings,
             tls: fresh.tls.clone(),
             policy: running.policy.clone(),
@@ -147,6 +154,29 @@ pub fn needs_restart(started_with: &NodeConfig, new: &NodeConfig) -> Vec<String>
     compare("raft", &old.raft, &now.raft);
     compare("queue", &old.queue, &now.queue);
     compare("smtp.listen", &old.smtp.listen, &now.smtp.listen);
+    compare(
+        "smtp.message_size_limit",
+        &old.smtp.message_size_limit,
+        &now.smtp.message_size_limit,
+    );
+    // The banner takes the new name at once; delivery's MX loop detection keeps the
+    // names it started with.
+    compare(
+        "smtp.hostname (delivery's own names)",
+        &old.smtp.hostname,
+        &now.smtp.hostname,
+    );
+    // The recipient prober is made once, with these.
+    compare(
+        "spam.verify.probe_sender",
+        &old.spam.verify.probe_sender,
+        &now.spam.verify.probe_sender,
+    );
+    compare(
+        "spam.verify.probe_timeout",
+        &old.spam.verify.probe_timeout,
+        &now.spam.verify.probe_timeout,
+    );
     compare(
         "smtp.max_connections",
         &old.smtp.max_connections,

@@ -74,12 +74,20 @@ impl RecipientProber for VerifierProber {
     }
 }
 
+/// How long one primary's name may take to resolve for the greylisting allowlist.
+const PRIMARY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The addresses of `primaries` (`host:port`), as host networks; names that do not
-/// resolve are skipped.
+/// resolve (in time) are skipped.
 async fn primary_addresses(primaries: &[String]) -> Vec<IpNetwork> {
     let mut networks = Vec::new();
     for primary in primaries {
-        if let Ok(addresses) = tokio::net::lookup_host(primary.as_str()).await {
+        // Bounded: a reload waits for this, and a dead resolver must not hold it.
+        let lookup = tokio::time::timeout(
+            PRIMARY_LOOKUP_TIMEOUT,
+            tokio::net::lookup_host(primary.as_str()),
+        );
+        if let Ok(Ok(addresses)) = lookup.await {
             for address in addresses {
                 if let Ok(network) = address.ip().to_string().parse::<IpNetwork>() {
                     networks.push(network);

@@ -502,7 +502,7 @@ async fn metrics_endpoint_serves_only_metrics_and_stops_with_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_endpoint_answers_503_until_the_node_knows_a_leader() {
+async fn ready_endpoint_answers_503_without_a_leader_and_while_drained() {
     init_test_logging();
     let root = tempfile::tempdir().unwrap();
     let node = Node::start(
@@ -537,5 +537,15 @@ async fn ready_endpoint_answers_503_until_the_node_knows_a_leader() {
     assert_eq!(body, "ready: leader 1\n");
     let (status, _, _) = http(addr, "POST", "/ready").await;
     assert_eq!(status, 405);
+
+    // Drained for maintenance: it refuses SMTP, so it is not ready either.
+    node.queue().set_drained(1, true).await.expect("drain");
+    let (status, _, body) = http(addr, "GET", "/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: the node is drained for maintenance\n")
+    );
+    node.queue().set_drained(1, false).await.expect("undrain");
+    assert_eq!(http(addr, "GET", "/ready").await.0, 200);
     node.shutdown(Duration::from_secs(10)).await;
 }

@@ -1,8 +1,8 @@
 //! The metrics endpoint: HTTP/1.1 (hyper) on its own listener. `GET /metrics` (and
 //! `HEAD`) answers the node's metrics in the OpenMetrics text format. `GET /ready`
-//! answers `200` while the node knows a leader (it can take part in the fleet: a `250`
-//! is possible), else `503`; it is the readiness probe of load balancers and
-//! Kubernetes. Other methods get `405`, every other path `404`. No TLS and no
+//! answers `200` while a `250` is possible here: Raft runs, the node knows a leader,
+//! it is not drained and not stopping; else `503` with the reason. It is the readiness
+//! probe of load balancers and Kubernetes. Other methods get `405`, every other path `404`. No TLS and no
 //! authentication: bind it to an address only the Prometheus server reaches.
 //!
 //! Lifecycle: [`serve`] accepts until the node's shutdown token is cancelled. Each
@@ -37,6 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: NodeMetrics,
     queue: Queue,
+    stopping: CancellationToken,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -58,10 +59,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let (metrics, queue, shutdown) = (metrics.clone(), queue.clone(), shutdown.clone());
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        let readiness = Readiness {
+            queue: queue.clone(),
+            stopping: stopping.clone(),
+        };
         tracker.spawn(async move {
             let service =
-                service_fn(move |request| answer(request, metrics.clone(), queue.clone()));
+                service_fn(move |request| answer(request, metrics.clone(), readiness.clone()));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -85,7 +90,7 @@ pub async fn serve(
 async fn answer(
     request: Request<Incoming>,
     metrics: NodeMetrics,
-    queue: Queue,
+    readiness: Readiness,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method();
     let path = request.uri().path();
@@ -103,7 +108,7 @@ async fn answer(
         return Ok(response);
     }
     if path == "/ready" {
-        return Ok(readiness(&queue));
+        return Ok(readiness.answer());
     }
     // Encoding walks the whole queue state: keep it off the async workers.
     let text = tokio::task::spawn_blocking(move || metrics.encode())
@@ -116,15 +121,36 @@ async fn answer(
     Ok(response)
 }
 
-/// `200 ready: leader N` while the node knows a leader, else `503`.
-fn readiness(queue: &Queue) -> Response<Full<Bytes>> {
-    let status = queue.status();
-    match status.leader {
-        Some(leader) => plain(StatusCode::OK, format!("ready: leader {leader}\n")),
-        None => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: node {} knows no leader\n", status.node_id),
-        ),
+/// What `/ready` looks at: the queue, and the token that says the node is stopping
+/// (its SMTP side is cancelled first).
+#[derive(Clone)]
+struct Readiness {
+    queue: Queue,
+    stopping: CancellationToken,
+}
+
+impl Readiness {
+    /// `200 ready: leader N` while a `250` is possible here, else `503` and why.
+    fn answer(&self) -> Response<Full<Bytes>> {
+        let status = self.queue.status();
+        let refusal = if self.stopping.is_cancelled() {
+            Some("the node is stopping".to_owned())
+        } else if status.role == "shutdown" {
+            Some("Raft has stopped (see raft_failed in the log)".to_owned())
+        } else if self.queue.is_drained() {
+            Some("the node is drained for maintenance".to_owned())
+        } else if status.leader.is_none() {
+            Some(format!("node {} knows no leader", status.node_id))
+        } else {
+            None
+        };
+        match (refusal, status.leader) {
+            (None, Some(leader)) => plain(StatusCode::OK, format!("ready: leader {leader}\n")),
+            (refusal, _) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", refusal.unwrap_or_default()),
+            ),
+        }
     }
 }
 

@@ -36,6 +36,16 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
             site: config.node.site.clone(),
         }),
     );
+    // Before anything slow: a SIGHUP's default action ends the process, and systemd
+    // (Type=exec) may send one (`systemctl reload`) while the node is still opening
+    // its Raft log. One that arrives during startup is handled once the node is ready.
+    let mut reloads = match mxfleet_node::signals::reload_requests() {
+        Ok(reloads) => reloads,
+        Err(e) => {
+            error!(cause = %e, "signal_handler_failed");
+            return EXIT_FAILED;
+        }
+    };
     let queue_config = match queue_config(&config) {
         Ok(queue_config) => queue_config,
         Err(e) => {
@@ -94,14 +104,6 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
         metrics_addr = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         "node_ready"
     );
-    let mut reloads = match mxfleet_node::signals::reload_requests() {
-        Ok(reloads) => reloads,
-        Err(e) => {
-            error!(cause = %e, "signal_handler_failed");
-            node.shutdown(SHUTDOWN_DEADLINE).await;
-            return EXIT_FAILED;
-        }
-    };
     let stop = mxfleet_node::signals::stop_requested();
     tokio::pin!(stop);
     let exit = {
