@@ -12,6 +12,15 @@
 //!   reported), unless some map could not be read, in which case its recipients are
 //!   unknown: it gets `catch_all = true` with a `TODO`, and the report says so.
 //!
+//! A domain also in `mydestination` (as expanded, or Postfix's default) is local to
+//! Postfix, not relayed: it is left out and reported (`relay_domains = $mydestination,
+//! ...` is common).
+//!
+//! Routes, from `transport_maps`: a relay domain's own entry, else the `*` entry (the
+//! default route), else the domain's MX records. Subdomain (`.example.org`) and
+//! per-recipient (`user@example.org`) keys are reported, as is an MX lookup on a port
+//! other than 25 (mxfleet has one `delivery.mx_port` for the fleet).
+//!
 //! Layout: [`RelayTables`], then `Converter`'s methods, one per parameter.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,8 +32,8 @@ use super::convert::{Converter, FileText};
 use super::document::{Entry, NotCarried, Table, Value};
 use super::main_cf::split_list;
 use super::maps::{
-    MapEntry, MapRef, RecipientTable, TransportRoute, parse_map_ref, parse_map_text,
-    transport_next_hop,
+    MapEntry, MapRef, RecipientTable, TransportKey, TransportRoute, parse_map_ref, parse_map_text,
+    transport_key, transport_next_hop,
 };
 
 /// At most this many left-out map entries are listed one by one.
@@ -48,6 +57,10 @@ struct MapSources {
 impl Converter<'_> {
     pub(super) fn relay_domain_tables(&mut self) -> RelayTables {
         let domains = self.relay_domain_names();
+        self.recipient_delimiter();
+        if !domains.is_empty() {
+            self.parent_domain_matching();
+        }
         let recipients = self.recipients(&domains);
         let routes = self.transport_routes(&domains);
         let fallback = self.fallback_relay();
@@ -105,10 +118,16 @@ impl Converter<'_> {
     fn relay_domain_names(&mut self) -> Vec<String> {
         const PARAMETER: &str = "relay_domains";
         let Some(value) = self.value(PARAMETER) else {
+            if self.cf.param(PARAMETER).is_some() {
+                // Set, but its expansion failed: already reported.
+                return Vec::new();
+            }
             self.not_carried.push(NotCarried::new(
                 PARAMETER,
-                "not set in main.cf (Postfix 3 relays for no domain by default), so no \
-                 [[relay_domains]] was written: the node refuses every recipient",
+                "not set in main.cf, so no [[relay_domains]] was written: the node refuses \
+                 every recipient. Postfix relays for no domain by default with \
+                 compatibility_level 2 or later; before that the default was $mydestination, \
+                 whose domains Postfix delivers locally rather than relaying",
             ));
             return Vec::new();
         };
@@ -154,7 +173,44 @@ impl Converter<'_> {
                 }
             }
         }
+        // Postfix decides mydestination first: a domain in both is local, not relayed.
+        let local = self.mydestination_domains();
+        let (local_listed, names): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|name| local.contains(name));
+        if !local_listed.is_empty() {
+            self.not_carried.push(NotCarried::new(
+                PARAMETER,
+                format!(
+                    "{} also in mydestination, so Postfix delivered their mail locally \
+                     instead of relaying it; left out (mxfleet delivers nothing locally: add \
+                     a [[relay_domains]] table if this fleet should be their backup MX)",
+                    local_listed.join(", ")
+                ),
+            ));
+        }
         names
+    }
+
+    /// The domain names of `mydestination` as Postfix expands it (its default
+    /// `$myhostname, localhost.$mydomain, localhost` when `main.cf` does not set it).
+    /// Not marked used: `mydestination` is still reported as local delivery.
+    fn mydestination_domains(&self) -> BTreeSet<String> {
+        const DEFAULT: &str = "$myhostname, localhost.$mydomain, localhost";
+        let expanded = match self.cf.expand("mydestination") {
+            Some(expanded) => expanded,
+            None => self.cf.expand_text(DEFAULT).or_else(|_| {
+                // Without myhostname or mydomain only localhost is known.
+                self.cf.expand_text("localhost")
+            }),
+        };
+        let Ok(expanded) = expanded else {
+            return BTreeSet::new();
+        };
+        split_list(&expanded.value)
+            .into_iter()
+            .filter(|item| !item.starts_with('/') && parse_map_ref(item).is_none())
+            .map(|item| item.to_lowercase().trim_end_matches('.').to_owned())
+            .collect()
     }
 
     /// The text sources behind `maps` (or `replacement`, the file given on the command
@@ -322,7 +378,9 @@ impl Converter<'_> {
         }
     }
 
-    /// `transport_maps` entries of relay domains, as `next_hop` values.
+    /// `transport_maps` entries of relay domains, as `next_hop` values. A `*` entry
+    /// (Postfix's route for every destination without an entry of its own) becomes the
+    /// `next_hop` of the relay domains without one.
     fn transport_routes(&mut self, domains: &[String]) -> BTreeMap<String, String> {
         const PARAMETER: &str = "transport_maps";
         let mut routes = BTreeMap::new();
@@ -335,6 +393,7 @@ impl Converter<'_> {
         let sources = self.read_map(PARAMETER, &maps, replacement.as_deref());
         let mut left_out = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut wildcard: Option<(String, String)> = None;
         for (origin, entries) in sources.read {
             for entry in entries {
                 let where_ = format!("{origin} line {}", entry.line);
@@ -342,19 +401,48 @@ impl Converter<'_> {
                 if !seen.insert(entry.key.clone()) {
                     continue;
                 }
-                if !domains.contains(&entry.key) {
-                    left_out.push((
-                        entry.key.clone(),
-                        format!(
-                            "{where_}: not a relay domain; mxfleet routes other destinations \
-                             by their MX records or delivery.relayhost"
-                        ),
-                    ));
-                    continue;
-                }
-                match transport_next_hop(&entry.key, &entry.value) {
+                let domain = match transport_key(&entry.key) {
+                    TransportKey::Domain(domain) if domains.iter().any(|d| d == domain) => {
+                        domain.to_owned()
+                    }
+                    TransportKey::Domain(_) => {
+                        left_out.push((
+                            entry.key.clone(),
+                            format!(
+                                "{where_}: not a relay domain; mxfleet routes other \
+                                 destinations by their MX records or delivery.relayhost"
+                            ),
+                        ));
+                        continue;
+                    }
+                    TransportKey::Wildcard => {
+                        wildcard = Some((entry.value.clone(), where_));
+                        continue;
+                    }
+                    TransportKey::Subdomains(_) => {
+                        left_out.push((
+                            format!("{} {}", entry.key, entry.value),
+                            format!(
+                                "{where_}: subdomain patterns are not carried over; mxfleet \
+                                 relays and routes each relay domain by its exact name"
+                            ),
+                        ));
+                        continue;
+                    }
+                    TransportKey::Recipient => {
+                        left_out.push((
+                            format!("{} {}", entry.key, entry.value),
+                            format!(
+                                "{where_}: per-recipient routes are not supported; mxfleet \
+                                 routes whole relay domains (next_hop)"
+                            ),
+                        ));
+                        continue;
+                    }
+                };
+                match transport_next_hop(&domain, &entry.value) {
                     TransportRoute::NextHop(next_hop) => {
-                        routes.insert(entry.key, next_hop);
+                        routes.insert(domain, next_hop);
                     }
                     TransportRoute::Unsupported(why) => left_out.push((
                         format!("{} {}", entry.key, entry.value),
@@ -363,8 +451,52 @@ impl Converter<'_> {
                 }
             }
         }
+        if let Some((value, where_)) = wildcard {
+            self.wildcard_routes(domains, &seen, &value, &where_, &mut routes, &mut left_out);
+        }
         self.report_left_out(PARAMETER, left_out);
         routes
+    }
+
+    /// The `*` entry `value` as the route of every relay domain without an entry.
+    fn wildcard_routes(
+        &mut self,
+        domains: &[String],
+        seen: &BTreeSet<String>,
+        value: &str,
+        where_: &str,
+        routes: &mut BTreeMap<String, String>,
+        left_out: &mut Vec<(String, String)>,
+    ) {
+        let mut covered = Vec::new();
+        for domain in domains.iter().filter(|domain| !seen.contains(*domain)) {
+            match transport_next_hop(domain, value) {
+                TransportRoute::NextHop(next_hop) => {
+                    routes.insert(domain.clone(), next_hop);
+                    covered.push(domain.as_str());
+                }
+                TransportRoute::Unsupported(why) => left_out.push((
+                    format!("* {value}"),
+                    format!("{where_}: for {domain}, {why}; the domain's MX records are used"),
+                )),
+            }
+        }
+        let relay = if covered.is_empty() {
+            "no relay domain uses it".to_owned()
+        } else {
+            format!(
+                "it is the next_hop of {} (no entry of their own)",
+                covered.join(", ")
+            )
+        };
+        self.not_carried.push(NotCarried::new(
+            "transport_maps",
+            format!(
+                "* {value}: {where_}: Postfix's route for every destination without an \
+                 entry; in mxfleet {relay}, and other destinations (DSNs) go by \
+                 delivery.relayhost or their MX records"
+            ),
+        ));
     }
 
     /// `smtp_fallback_relay` as a `fallback_relay` value.

@@ -35,7 +35,6 @@ const FAMILIES: &[(&[&str], &str)] = &[
             "mailbox_*",
             "home_mailbox",
             "mail_spool_directory",
-            "recipient_delimiter",
             "luser_relay",
             "forward_path",
             "allow_mail_to_*",

@@ -54,6 +54,11 @@ pub enum ExpandError {
     Loop { name: String },
     #[error("has an unterminated ${{...}} in {text:?}")]
     Unterminated { text: String },
+    #[error(
+        "has {text:?}, which is not ${{name}}, ${{name?value}}, ${{name:value}} or \
+         ${{name?{{a}}:{{b}}}}"
+    )]
+    Malformed { text: String },
 }
 
 /// Built-ins the stock `main.cf` refers to, with their usual values.
@@ -126,6 +131,14 @@ impl MainCf {
             self.expand_into(&param.value, 0, &mut expanded)
                 .map(|()| expanded),
         )
+    }
+
+    /// `text` expanded as if it were a value in `main.cf` (for Postfix's defaults of
+    /// parameters `main.cf` does not set).
+    pub fn expand_text(&self, text: &str) -> Result<Expanded, ExpandError> {
+        let mut expanded = Expanded::default();
+        self.expand_into(text, 0, &mut expanded)?;
+        Ok(expanded)
     }
 
     fn lookup(&self, name: &str, depth: usize, refs: &mut Vec<String>) -> LookupResult {
@@ -217,16 +230,22 @@ impl MainCf {
         let is_set = self
             .lookup(name, depth, &mut out.refs)?
             .is_some_and(|value| !value.is_empty());
-        let chosen = match operator.split_at(1) {
-            ("?", branches) if branches.starts_with('{') => {
+        // Split after the operator's first character, not its first byte: the
+        // character after the name may be any UTF-8 character.
+        let Some(first) = operator.chars().next() else {
+            return Ok(());
+        };
+        let rest = &operator[first.len_utf8()..];
+        let chosen = match (first, rest) {
+            ('?', branches) if branches.starts_with('{') => {
                 let (when_set, when_empty) = two_branches(branches);
                 if is_set { when_set } else { when_empty }
             }
-            ("?", value) if is_set => strip_braces(value),
-            (":", value) if !is_set => strip_braces(value),
-            ("?" | ":", _) => "",
+            ('?', value) if is_set => strip_braces(value),
+            (':', value) if !is_set => strip_braces(value),
+            ('?' | ':', _) => "",
             _ => {
-                return Err(ExpandError::Unterminated {
+                return Err(ExpandError::Malformed {
                     text: format!("${{{inner}}}"),
                 });
             }
@@ -445,6 +464,30 @@ mod tests {
             Err(ExpandError::Unterminated { .. })
         ));
         assert!(MainCf::parse("a = 1\n").expand("b").is_none());
+    }
+
+    #[test]
+    fn non_ascii_after_a_name_is_an_error_not_a_panic() {
+        let table = [
+            "a = ${nameé}\n",
+            "a = ${b€x}\nb = 1\n",
+            "a = ${b🙂}\n",
+            "a = $(nameé)\n",
+            "a = ${b?é}${bé:x}\nb = 1\n",
+            "a = ${é}\n",
+        ];
+        for text in table {
+            let got = MainCf::parse(text).expand("a").expect("a is set");
+            assert!(
+                matches!(got, Err(ExpandError::Malformed { .. })),
+                "{text:?}: {got:?}"
+            );
+        }
+        // Non-ASCII where Postfix allows any text is kept.
+        assert_eq!(
+            expanded("b = x\na = é$b€ ${b?ü}\n", "a").as_deref(),
+            Ok("éx€ ü")
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! are reported instead.
 //!
 //! Layout: [`MapRef`] and [`parse_map_ref`]; [`parse_map_text`] ([`MapEntry`]);
-//! [`RecipientTable`] (relay recipients grouped by domain); [`transport_next_hop`]
-//! (one transport entry as an mxfleet `next_hop`); tests at the end.
+//! [`RecipientTable`] (relay recipients grouped by domain); [`transport_key`] (what a
+//! transport entry's key matches) and [`transport_next_hop`] (one transport entry as an
+//! mxfleet `next_hop`); tests at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -154,6 +155,32 @@ impl RecipientTable {
     }
 }
 
+/// What the key of a `transport_maps` entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKey<'a> {
+    /// `example.org`: that domain.
+    Domain(&'a str),
+    /// `*`: every destination without an entry of its own.
+    Wildcard,
+    /// `.example.org`: the subdomains of example.org.
+    Subdomains(&'a str),
+    /// `user@example.org` (or `user@`): one recipient.
+    Recipient,
+}
+
+/// Classifies a (lower-case) `transport_maps` key.
+pub fn transport_key(key: &str) -> TransportKey<'_> {
+    if key == "*" {
+        TransportKey::Wildcard
+    } else if key.contains('@') {
+        TransportKey::Recipient
+    } else if let Some(parent) = key.strip_prefix('.') {
+        TransportKey::Subdomains(parent)
+    } else {
+        TransportKey::Domain(key.trim_end_matches('.'))
+    }
+}
+
 /// What one transport entry says about a relay domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportRoute {
@@ -167,7 +194,8 @@ pub enum TransportRoute {
 /// `relay:[10.0.0.1]`, `smtp:`, `:[host]`) as an mxfleet `next_hop`.
 ///
 /// An unbracketed host asks Postfix for that host's MX records: that is `"mx"` when the
-/// host is the domain itself, and has no mxfleet form otherwise.
+/// host is the domain itself on port 25, and has no mxfleet form otherwise (mxfleet's
+/// `"mx"` connects to the fleet-wide `delivery.mx_port`).
 pub fn transport_next_hop(domain: &str, value: &str) -> TransportRoute {
     let (transport, next_hop) = value.split_once(':').unwrap_or((value, ""));
     if !transport.is_empty() && transport != "smtp" && transport != "relay" {
@@ -183,9 +211,20 @@ pub fn transport_next_hop(domain: &str, value: &str) -> TransportRoute {
         return TransportRoute::NextHop("mx".to_owned());
     }
     if let [only] = hops.as_slice() {
-        let host = only.split(':').next().unwrap_or(only);
+        let (host, port) = match only.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (*only, None),
+        };
         if host.eq_ignore_ascii_case(domain) {
-            return TransportRoute::NextHop("mx".to_owned());
+            return match port {
+                None | Some("25" | "smtp") => TransportRoute::NextHop("mx".to_owned()),
+                Some(port) => TransportRoute::Unsupported(format!(
+                    "{only:?} asks for the MX records of {host} on port {port}; mxfleet's \
+                     next_hop = \"mx\" connects to delivery.mx_port, one port for the whole \
+                     fleet (default 25): set that if every MX mxfleet delivers to listens on \
+                     {port}, or name the hosts as [host]:{port}"
+                )),
+            };
         }
     }
     if let Some(bare) = hops.iter().find(|hop| !hop.starts_with('[')) {
@@ -203,6 +242,32 @@ pub fn transport_next_hop(domain: &str, value: &str) -> TransportRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_keys() {
+        let table = [
+            ("example.org", TransportKey::Domain("example.org")),
+            ("example.org.", TransportKey::Domain("example.org")),
+            ("*", TransportKey::Wildcard),
+            (".example.org", TransportKey::Subdomains("example.org")),
+            ("alice@example.org", TransportKey::Recipient),
+            ("alice@", TransportKey::Recipient),
+        ];
+        for (key, want) in table {
+            assert_eq!(transport_key(key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn an_mx_lookup_on_another_port_is_reported_with_its_port() {
+        let TransportRoute::Unsupported(why) =
+            transport_next_hop("example.org", "smtp:example.org:2525")
+        else {
+            panic!("carried over");
+        };
+        assert!(why.contains("port 2525"), "{why}");
+        assert!(why.contains("delivery.mx_port"), "{why}");
+    }
 
     #[test]
     fn map_references() {
@@ -306,6 +371,8 @@ mod tests {
             (":[mail.example.org]", hop("[mail.example.org]:25")),
             ("smtp:", hop("mx")),
             ("relay:example.org", hop("mx")),
+            ("smtp:Example.org:25", hop("mx")),
+            ("smtp:example.org:smtp", hop("mx")),
             ("smtp:[ipv6:2001:db8::25]:25", hop("[ipv6:2001:db8::25]:25")),
         ];
         for (value, want) in table {
@@ -316,6 +383,8 @@ mod tests {
             "error:mailbox unavailable",
             "smtp:mail.example.com",
             "smtp:[bad host]",
+            "smtp:example.org:2525",
+            "relay:example.org:submission",
         ] {
             assert!(
                 matches!(

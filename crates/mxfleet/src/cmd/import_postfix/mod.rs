@@ -18,17 +18,23 @@
 //! - `main_cf`: the `main.cf` parser, `$name` expansion, times and counts.
 //! - `maps`: table references, their text sources, recipients and transport entries.
 //! - `restrictions`: SMTP restrictions and postscreen as spam checks.
-//! - `convert`: the conversion; `smtp` its `[smtp]` table, `domains` its
-//!   `[[relay_domains]]` tables.
+//! - `convert`: the conversion; `smtp` its `[smtp]` table, `delivery` its `[delivery]`
+//!   table, `domains` its `[[relay_domains]]` tables, `relay_behaviour` the Postfix
+//!   relay behaviours mxfleet does not have.
 //! - `leftovers`: why an unused parameter has no place in mxfleet.
 //! - `document`: the commented TOML, made valid by the real config loader.
+//! - `conversion_tests`: table-driven tests of whole conversions.
 
+#[cfg(test)]
+mod conversion_tests;
 mod convert;
+mod delivery;
 mod document;
 mod domains;
 mod leftovers;
 mod main_cf;
 mod maps;
+mod relay_behaviour;
 mod restrictions;
 mod smtp;
 

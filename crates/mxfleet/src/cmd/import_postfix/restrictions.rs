@@ -9,7 +9,7 @@
 //! | Postfix | mxfleet |
 //! |---|---|
 //! | `reject_rbl_client zone[=filter]` | `dnsbl`, the site weighted to reach the threshold alone |
-//! | `postscreen_dnsbl_sites`, `_threshold` (`_action = enforce` or `drop`) | `dnsbl`, as written |
+//! | `postscreen_dnsbl_sites`, `_threshold` (`_action = enforce` or `drop`) | `dnsbl`, as written (reported: Postfix applied them only if master.cf runs postscreen) |
 //! | `reject_rhsbl_sender zone` | `rhsbl_sender` |
 //! | `reject_unknown_sender_domain` | `unknown_sender_domain` |
 //! | `reject_unknown_client_hostname` (`reject_unknown_client`) | `unknown_client_hostname` |
@@ -17,6 +17,10 @@
 //! | `check_policy_service` to postgrey (its name, or port 10023) | `greylisting` |
 //! | `check_policy_service` to policyd-spf | `spf` |
 //! | `reject_unauth_destination`, `reject_unlisted_recipient`, `permit` … | built in |
+//!
+//! A `{ argument, name=value, ... }` group after a restriction (Postfix 3.0, e.g.
+//! `check_policy_service { inet:127.0.0.1:10023, timeout=10s }`) is that restriction's
+//! argument with its options; only the argument is looked at.
 //!
 //! Built in: only relay domains and their recipients are accepted, from anyone
 //! (`permit_mynetworks` changes nothing). Everything else (access maps, HELO checks,
@@ -78,25 +82,28 @@ impl SpamImport {
         value: &str,
         not_carried: &mut Vec<NotCarried>,
     ) {
-        // `{ ... }` groups options of a restriction (Postfix 3.0); their content is not
-        // a restriction of its own.
-        let words: Vec<&str> = value
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|word| !word.is_empty() && *word != "{" && *word != "}")
-            .collect();
-        let mut words = words.into_iter();
+        let mut words = split_restrictions(value).into_iter();
         let mut warn_only = false;
         while let Some(word) = words.next() {
             let restriction = word.to_ascii_lowercase();
-            let argument = if WITH_ARGUMENT.contains(&restriction.as_str())
+            // A `{ argument, name=value, ... }` group (Postfix 3.0) is one argument with
+            // its options; only the argument itself means something to mxfleet.
+            let group = if WITH_ARGUMENT.contains(&restriction.as_str())
                 || (restriction.starts_with("check_") && restriction.ends_with("_access"))
             {
                 words.next()
             } else {
                 None
             };
-            let written = match argument {
-                Some(argument) => format!("{restriction} {argument}"),
+            let argument = group.map(|group| match brace_group(group) {
+                Some(inner) => super::main_cf::split_list(inner)
+                    .into_iter()
+                    .next()
+                    .unwrap_or(""),
+                None => group,
+            });
+            let written = match group {
+                Some(group) => format!("{restriction} {group}"),
                 None => restriction.clone(),
             };
             if std::mem::take(&mut warn_only) {
@@ -187,6 +194,13 @@ impl SpamImport {
         if any {
             self.enable("dnsbl", PARAMETER);
             self.threshold = threshold;
+            not_carried.push(NotCarried::new(
+                PARAMETER,
+                "carried over as spam.dnsbl sites, which refuse at RCPT TO; Postfix applied \
+                 them only if master.cf runs postscreen on the smtp port, and the importer \
+                 does not read master.cf: if postscreen did not run there, remove these sites \
+                 (and the dnsbl check, unless reject_rbl_client asked for it)",
+            ));
         }
     }
 
@@ -233,6 +247,49 @@ impl SpamImport {
         let names: BTreeSet<&str> = self.checks.iter().map(|(name, _)| *name).collect();
         names.into_iter().map(str::to_owned).collect()
     }
+}
+
+/// A restriction list's words, split at commas and white space outside `{ ... }`
+/// groups; a group (braces included) is one word.
+fn split_restrictions(value: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut depth = 0usize;
+    let mut start: Option<usize> = None;
+    for (at, c) in value.char_indices() {
+        let separator = depth == 0 && (c == ',' || c.is_whitespace());
+        if separator {
+            if let Some(from) = start.take() {
+                words.push(&value[from..at]);
+            }
+            continue;
+        }
+        if start.is_none() {
+            start = Some(at);
+        }
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                // `{...}check_x`: a group ends a word.
+                if depth == 0
+                    && let Some(from) = start.take()
+                {
+                    words.push(&value[from..at + c.len_utf8()]);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        words.push(&value[from..]);
+    }
+    words
+}
+
+/// The inside of a `{ ... }` group; `None` when `word` is not one.
+fn brace_group(word: &str) -> Option<&str> {
+    word.strip_prefix('{')
+        .map(|inner| inner.strip_suffix('}').unwrap_or(inner).trim())
 }
 
 fn zone_of(site: &str) -> &str {
@@ -300,7 +357,9 @@ mod tests {
             "reject_rbl_client bl.spamcop.net, reject_rbl_client b.barracudacentral.org",
             &mut not_carried,
         );
-        assert!(not_carried.is_empty(), "{not_carried:?}");
+        // Only the reminder that postscreen ran only if master.cf says so.
+        assert_eq!(not_carried.len(), 1, "{not_carried:?}");
+        assert!(not_carried[0].reason.contains("master.cf"));
         let (sites, threshold) = spam.dnsbl_sites_and_threshold();
         assert_eq!(threshold, 3);
         assert_eq!(
@@ -321,6 +380,85 @@ mod tests {
         spam.add_postscreen("zen.spamhaus.org", None, None, &mut not_carried);
         assert!(spam.dnsbl_sites.is_empty());
         assert_eq!(not_carried[0].parameter, "postscreen_dnsbl_sites");
+    }
+
+    #[test]
+    fn postscreen_sites_carried_over_depend_on_master_cf() {
+        let table = [
+            (Some("enforce"), true),
+            (Some("drop"), true),
+            (Some("ignore"), false),
+            (None, false),
+        ];
+        for (action, carried) in table {
+            let mut spam = SpamImport::default();
+            let mut not_carried = Vec::new();
+            spam.add_postscreen("zen.spamhaus.org*2", Some(2), action, &mut not_carried);
+            assert_eq!(!spam.dnsbl_sites.is_empty(), carried, "{action:?}");
+            let mentions_master_cf = not_carried
+                .iter()
+                .any(|item| item.reason.contains("master.cf runs postscreen"));
+            assert_eq!(mentions_master_cf, carried, "{action:?}: {not_carried:?}");
+        }
+    }
+
+    #[test]
+    fn option_groups_are_part_of_their_restriction() {
+        // (list, check names, not-carried reasons' starts)
+        let table: [(&str, &[&str], &[&str]); 5] = [
+            (
+                "check_policy_service { inet:127.0.0.1:10023, timeout=10s }, permit",
+                &["greylisting"],
+                &[],
+            ),
+            (
+                "check_policy_service {inet:127.0.0.1:10023,timeout=10s,default_action=DUNNO}",
+                &["greylisting"],
+                &[],
+            ),
+            (
+                "check_policy_service { unix:private/policyd-spf, timeout=30s } \
+                 reject_unknown_sender_domain",
+                &["spf", "unknown_sender_domain"],
+                &[],
+            ),
+            (
+                "check_policy_service { inet:127.0.0.1:12340, timeout=10s }, reject_non_fqdn_sender",
+                &[],
+                &[
+                    "check_policy_service { inet:127.0.0.1:12340, timeout=10s }: mxfleet cannot",
+                    "reject_non_fqdn_sender has no",
+                ],
+            ),
+            (
+                "check_client_access { hash:/etc/postfix/access }",
+                &[],
+                &["check_client_access { hash:/etc/postfix/access } has no"],
+            ),
+        ];
+        for (list, checks, reasons) in table {
+            let mut spam = SpamImport::default();
+            let mut not_carried = Vec::new();
+            spam.add_restrictions("smtpd_recipient_restrictions", list, &mut not_carried);
+            assert_eq!(spam.check_names(), checks, "{list}");
+            assert_eq!(not_carried.len(), reasons.len(), "{list}: {not_carried:?}");
+            for (item, want) in not_carried.iter().zip(reasons) {
+                assert!(item.reason.starts_with(want), "{list}: {}", item.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn restriction_words() {
+        let table: [(&str, &[&str]); 4] = [
+            ("a, b c", &["a", "b", "c"]),
+            ("a { x, y } b", &["a", "{ x, y }", "b"]),
+            ("a {x,{y}},b", &["a", "{x,{y}}", "b"]),
+            ("a { unterminated, é", &["a", "{ unterminated, é"]),
+        ];
+        for (value, want) in table {
+            assert_eq!(split_restrictions(value), want, "{value}");
+        }
     }
 
     #[test]

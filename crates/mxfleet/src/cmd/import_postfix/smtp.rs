@@ -12,6 +12,9 @@ use super::convert::Converter;
 use super::document::{Entry, Table, Value};
 use super::main_cf::split_list;
 
+/// Postfix's `message_size_limit` when `main.cf` does not set it.
+const POSTFIX_MESSAGE_SIZE_LIMIT: u64 = 10_240_000;
+
 impl Converter<'_> {
     pub(super) fn smtp(&mut self, myhostname: Option<&str>) -> Table {
         let mut table = Table::new("smtp");
@@ -50,6 +53,20 @@ impl Converter<'_> {
                 )
                 .comment("Announced as SIZE; the same limit as queue.max_message_size.")
                 .comment(format!("Postfix: message_size_limit = {bytes} (bytes)")),
+            ),
+            // A backup MX must not accept what the primary refuses: Postfix's default,
+            // not mxfleet's larger one.
+            None if self.cf.param("message_size_limit").is_none() => table.push(
+                Entry::new(
+                    "message_size_limit",
+                    Value::Str(format!("{POSTFIX_MESSAGE_SIZE_LIMIT}B")),
+                )
+                .comment("Announced as SIZE; the same limit as queue.max_message_size.")
+                .comment(format!(
+                    "Postfix default (main.cf does not set message_size_limit): \
+                     {POSTFIX_MESSAGE_SIZE_LIMIT} bytes, so that this MX accepts no more than \
+                     a Postfix primary does. mxfleet's own default is 64MB."
+                )),
             ),
             None => {}
         }
