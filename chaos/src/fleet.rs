@@ -83,6 +83,18 @@ impl FleetOptions {
         }
     }
 
+    /// 3 voters, one per site: the smallest fleet that survives losing a node.
+    pub fn three_sites() -> FleetOptions {
+        FleetOptions {
+            sites: vec![
+                ("site-a".into(), vec![1]),
+                ("site-b".into(), vec![2]),
+                ("site-c".into(), vec![3]),
+            ],
+            ..FleetOptions::five_over_three_sites()
+        }
+    }
+
     pub fn node_ids(&self) -> Vec<u64> {
         self.sites.iter().flat_map(|(_, ids)| ids.clone()).collect()
     }

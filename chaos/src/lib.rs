@@ -14,7 +14,7 @@
 //!   and the primary (the testkit sink) behind its proxy.
 //! - [`load`]: the SMTP load generator and the history of what senders were told.
 //! - [`checker`]: lost / unexpected / duplicated / unknown, and availability.
-//! - [`scenario`]: the eight named fault schedules and the runner.
+//! - [`scenario`]: the nine named fault schedules and the runner.
 //! - [`report`]: the table and its JSON.
 
 pub mod checker;

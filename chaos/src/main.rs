@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn all_and_regressions_combine_and_unknown_names_are_refused() {
         let runs = parse_scenarios("all,regressions").expect("parses");
-        assert_eq!(runs.len(), 8 + regressions().unwrap().len());
+        assert_eq!(
+            runs.len(),
+            Scenario::ALL.len() + regressions().unwrap().len()
+        );
         assert_eq!(
             parse_scenarios("site-dark").unwrap(),
             vec![(Scenario::SiteDark, None)]

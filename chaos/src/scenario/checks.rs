@@ -1,16 +1,18 @@
 //! Checks a scenario adds once the run has drained: a paced drain, no stale delivery
-//! by a resumed owner, and damage detected on the corrupted node.
+//! by a resumed owner, damage detected on the corrupted node, and restarted nodes that
+//! took mail again (with no format refused between them).
 
+use super::process::RESTARTS_FILE;
 use super::{Invariant, Scenario, node_log};
 use crate::checker::Delivery;
 use crate::fleet::{Fleet, node_name};
-use crate::load::History;
+use crate::load::{History, Outcome};
 
 /// Checks a scenario adds once the run has drained.
 pub(super) fn after(
     scenario: Scenario,
     fleet: &Fleet,
-    _history: &History,
+    history: &History,
     deliveries: &[Delivery],
     drain_from_ms: u64,
 ) -> Vec<Invariant> {
@@ -18,6 +20,7 @@ pub(super) fn after(
         Scenario::PrimaryOutage => vec![paced(fleet, deliveries, drain_from_ms)],
         Scenario::OwnerPaused => vec![no_stale_delivery(fleet, deliveries)],
         Scenario::CorruptMinority => corruption_detected(fleet),
+        Scenario::RollingRestart3 => restarted_nodes_rejoined(fleet, history),
         _ => Vec::new(),
     }
 }
@@ -151,6 +154,69 @@ fn corruption_detected(fleet: &Fleet) -> Vec<Invariant> {
                 "node {victim}: raft_log_corrupt logged: {}",
                 log.contains("raft_log_corrupt")
             ),
+        },
+    ]
+}
+
+/// After its restart, every node acknowledged mail of its own again (the load sends to
+/// every node), no node refused a peer's wire format, and every data directory carries
+/// its format marker.
+fn restarted_nodes_rejoined(fleet: &Fleet, history: &History) -> Vec<Invariant> {
+    let Ok(record) = std::fs::read_to_string(fleet.dir.join(RESTARTS_FILE)) else {
+        return vec![Invariant {
+            name: "every node restarted".into(),
+            holds: false,
+            detail: "the schedule stopped before every node had restarted".into(),
+        }];
+    };
+    let mut silent = Vec::new();
+    let mut acked_after = Vec::new();
+    for line in record.lines() {
+        let parts: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let [id, _stop_at, caught_up_at] = parts[..] else {
+            continue;
+        };
+        let name = node_name(id);
+        let acked = history
+            .attempts
+            .iter()
+            .filter(|a| a.node == name && a.outcome == Outcome::Ok && a.started_ms >= caught_up_at)
+            .count();
+        if acked == 0 {
+            silent.push(id);
+        }
+        acked_after.push(format!("{name}: {acked}"));
+    }
+    let refusals: Vec<String> = fleet
+        .ids()
+        .into_iter()
+        .filter(|id| node_log(fleet, *id).contains("peer_wire_format_refused"))
+        .map(node_name)
+        .collect();
+    let unmarked: Vec<String> = fleet
+        .ids()
+        .into_iter()
+        .filter(|id| !fleet.spec(*id).data_dir.join("FORMAT").is_file())
+        .map(node_name)
+        .collect();
+    vec![
+        Invariant {
+            name: "every restarted node acknowledged mail again".into(),
+            holds: silent.is_empty() && acked_after.len() == fleet.ids().len(),
+            detail: format!("acknowledged after catching up: {}", acked_after.join(", ")),
+        },
+        Invariant {
+            name: "no wire format refused".into(),
+            holds: refusals.is_empty(),
+            detail: format!("peer_wire_format_refused logged by {refusals:?}"),
+        },
+        Invariant {
+            name: "every data directory has its format marker".into(),
+            holds: unmarked.is_empty(),
+            detail: format!("no FORMAT file in {unmarked:?}"),
         },
     ]
 }

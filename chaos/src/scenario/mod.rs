@@ -1,6 +1,7 @@
 //! Named fault schedules and the runner that plays one against a fresh fleet.
 //!
-//! A run: start a fleet (5 voters over 3 sites), start the load generator against
+//! A run: start a fleet (5 voters over 3 sites; 3 voters, one per site, for
+//! `rolling-restart-3`), start the load generator against
 //! every node, play the scenario's seeded schedule while the load runs, stop the load,
 //! heal every fault (network, paused or killed processes, the primary), wait until
 //! the primary has every acknowledged message and the replicated queue is empty, then
@@ -33,7 +34,7 @@ use crate::fleet::{Fleet, FleetOptions, RELAY_DOMAIN, node_name, node_of_ip};
 use crate::load::{self, History, LoadConfig, LoadHandle, Target};
 use crate::report::Row;
 
-/// The eight schedules of the suite, in the order `--scenario all` plays them.
+/// The nine schedules of the suite, in the order `--scenario all` plays them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
     SiteDark,
@@ -42,18 +43,20 @@ pub enum Scenario {
     FlappingWan,
     OwnerPaused,
     RollingRestart,
+    RollingRestart3,
     DiskFull,
     CorruptMinority,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::SiteDark,
         Scenario::LeaderSiteIsolated,
         Scenario::PrimaryOutage,
         Scenario::FlappingWan,
         Scenario::OwnerPaused,
         Scenario::RollingRestart,
+        Scenario::RollingRestart3,
         Scenario::DiskFull,
         Scenario::CorruptMinority,
     ];
@@ -66,6 +69,7 @@ impl Scenario {
             Scenario::FlappingWan => "flapping-wan",
             Scenario::OwnerPaused => "owner-paused",
             Scenario::RollingRestart => "rolling-restart",
+            Scenario::RollingRestart3 => "rolling-restart-3",
             Scenario::DiskFull => "disk-full",
             Scenario::CorruptMinority => "corrupt-minority",
         }
@@ -95,6 +99,9 @@ impl Scenario {
             }
             Scenario::RollingRestart => {
                 "every node restarted in turn under load, then a node added, promoted, and an old one removed"
+            }
+            Scenario::RollingRestart3 => {
+                "a 3-node fleet under load: each node in turn gets SIGTERM, restarts on its data and rejoins and catches up before the next; nothing acknowledged is lost"
             }
             Scenario::DiskFull => {
                 "one node's disk (a small tmpfs) fills up: it answers 452/451, nothing acknowledged is lost, it recovers when space returns"

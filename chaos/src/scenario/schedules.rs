@@ -1,4 +1,4 @@
-//! The eight fault schedules: the runner's entry points (`adjust`, `prepare`, `play`)
+//! The nine fault schedules: the runner's entry points (`adjust`, `prepare`, `play`)
 //! and the helpers the schedules share.
 //!
 //! Each schedule runs while the load generator sends mail, draws every choice (which
@@ -25,6 +25,8 @@ pub(super) fn adjust(scenario: Scenario, options: &mut FleetOptions) {
         // to pause an owner in the middle of it.
         Scenario::PrimaryOutage => options.destination_rate = 40,
         Scenario::OwnerPaused => options.destination_rate = 15,
+        // The wording: "all 3 nodes of a test cluster". One node per site.
+        Scenario::RollingRestart3 => options.sites = FleetOptions::three_sites().sites,
         _ => {}
     }
 }
@@ -74,6 +76,7 @@ pub(super) async fn play(scenario: Scenario, run: &mut Run) -> anyhow::Result<()
         Scenario::FlappingWan => network::flapping_wan(run).await,
         Scenario::OwnerPaused => process::owner_paused(run).await,
         Scenario::RollingRestart => process::rolling_restart(run).await,
+        Scenario::RollingRestart3 => process::rolling_restart_three(run).await,
         Scenario::DiskFull => disk::disk_full(run).await,
         Scenario::CorruptMinority => disk::corrupt_minority(run).await,
     }
