@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".mxfleet.raft.v1.BlobChunk.data")
         .bytes(".mxfleet.admin.v1.BodyChunk.data")
+        .bytes(".mxfleet.admin.v1.SnapshotChunk.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

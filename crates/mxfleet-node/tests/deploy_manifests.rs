@@ -606,7 +606,7 @@ fn systemd_unit_checks_the_config_restarts_on_failure_and_outwaits_the_drain() {
     );
     assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(one("Restart"), "on-failure");
-    assert_eq!(one("RestartPreventExitStatus"), "64");
+    assert_eq!(one("RestartPreventExitStatus"), "64 65");
     assert!(duration(one("TimeoutStopSec")) > SHUTDOWN_DRAIN);
     assert_eq!(one("AmbientCapabilities"), "CAP_NET_BIND_SERVICE");
     assert_eq!(one("CapabilityBoundingSet"), "CAP_NET_BIND_SERVICE");

@@ -52,6 +52,64 @@ pub enum StartError {
     Raft(String),
     #[error("raft log: {0}")]
     RaftLog(#[from] LogOpenError),
+    /// The data directory's format marker refuses this binary (see `data_format`).
+    #[error(transparent)]
+    DataFormat(#[from] DataFormatError),
+}
+
+/// Why this binary will not open a data directory: its format marker
+/// (`<data_dir>/FORMAT`) says it was written in a storage format this binary does not
+/// read. Checked before any store is opened; nothing in the directory was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataFormatError {
+    /// Written by a newer mxfleet: run that release (or a newer one) again.
+    #[error(
+        "{}: this data directory was written by mxfleet {written_by} with storage format \
+         {found}; this binary (mxfleet {this_version}) reads formats {oldest}..={newest}: \
+         run a newer binary, or restore from a snapshot",
+        marker.display()
+    )]
+    TooNew {
+        marker: std::path::PathBuf,
+        found: u32,
+        written_by: String,
+        oldest: u32,
+        newest: u32,
+        this_version: String,
+    },
+    /// Older than this binary can migrate: start it once with a release in between.
+    #[error(
+        "{}: this data directory was written by mxfleet {written_by} with storage format \
+         {found}; this binary (mxfleet {this_version}) reads formats {oldest}..={newest}: \
+         first run a release that reads format {found}, so that it migrates the \
+         directory, or restore from a snapshot",
+        marker.display()
+    )]
+    TooOld {
+        marker: std::path::PathBuf,
+        found: u32,
+        written_by: String,
+        oldest: u32,
+        newest: u32,
+        this_version: String,
+    },
+    /// The marker exists but is not one mxfleet wrote (edited, or damaged).
+    #[error(
+        "{}: the data format marker is unreadable ({reason}); refusing to guess the \
+         format of this data directory: restore the file (`storage_format = N`)",
+        marker.display()
+    )]
+    Unreadable {
+        marker: std::path::PathBuf,
+        reason: String,
+    },
+    /// The marker could not be read or written (permissions, no space, an I/O error).
+    #[error("cannot use the data format marker {}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why this node's Raft log could not be opened. Damage the node can repair is not an

@@ -360,7 +360,7 @@ fn reconcile_vote(log: &LogStore, shadow: &VoteShadow, state: ShadowState) -> io
 /// raft-log's own directory lock (an exclusive `flock` on `<dir>/LOCK`), held while the
 /// scan reads and while the recovery moves the directory. Released on drop, before
 /// raft-log takes it for itself.
-fn lock_log_dir(dir: &Path) -> io::Result<raft_log::chunked_wal::WalLock> {
+pub(crate) fn lock_log_dir(dir: &Path) -> io::Result<raft_log::chunked_wal::WalLock> {
     let config = raft_log::chunked_wal::Config::new(dir.display());
     raft_log::chunked_wal::ChunkedWal::<raft_log::RaftWalTypes<WalTypes>>::acquire_lock(&config)
 }

@@ -188,6 +188,14 @@ impl LogStore {
         self.flush_blocking()
     }
 
+    /// Purges the log up to `upto`, which may lie beyond its last entry (the log then
+    /// starts right after `upto`), and waits until that is durable. Blocking; for the
+    /// offline `recover` only, before Raft runs.
+    pub(crate) fn purge_blocking(&self, upto: LogId) -> io::Result<()> {
+        self.write()?.purge(Encoded(upto))?;
+        self.flush_blocking()
+    }
+
     fn flush_blocking(&self) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.write()?.flush(true, Some(FlushDone::Waiter(tx)))?;

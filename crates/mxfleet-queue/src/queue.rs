@@ -8,10 +8,11 @@
 //! `NoQuorum` instead of hanging. Enqueue is idempotent on the dedup key, so a caller
 //! that retries after an unknown outcome stores nothing twice.
 //!
-//! Lifecycle: `Queue::start` opens the stores, binds the peer port, starts Raft and the
-//! body keeper, and bootstraps a new cluster when this node is the lowest id among the
-//! configured initial members. Every task is spawned on the caller's `TaskTracker` and
-//! stops on its `CancellationToken`; `Queue::shutdown` then stops Raft.
+//! Lifecycle: `Queue::start` checks the data directory's format marker, opens the
+//! stores, binds the peer port, starts Raft and the body keeper, and bootstraps a new
+//! cluster when this node is the lowest id among the configured initial members. Every
+//! task is spawned on the caller's `TaskTracker` and stops on its `CancellationToken`;
+//! `Queue::shutdown` then stops Raft.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use crate::blob_replication::{replicate_to_quorum, run_body_keeper};
 use crate::blob_store::{BlobStore, BlobWriter, StoredBlob};
 use crate::config::QueueConfig;
+use crate::data_format::check_data_dir;
 use crate::error::{QueueError, StartError};
 use crate::log_recovery::{ChunkLimits, OpenedLog, open_log_async};
 use crate::peer::forward::{ForwardedResponse, ForwardedWrite};
@@ -81,6 +83,12 @@ impl Queue {
         let storage =
             |what, path: PathBuf| move |source| StartError::Storage { what, path, source };
         std::fs::create_dir_all(&data_dir).map_err(storage("data directory", data_dir.clone()))?;
+        // Before any store touches the directory: a format this binary does not read is
+        // refused here, with nothing changed (see `data_format`).
+        let format_dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || check_data_dir(&format_dir))
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))??;
         // Before the state machine: a damaged log is set aside together with the state
         // derived from it, and the node rejoins from its peers (see `log_recovery`).
         let OpenedLog { log, recovery } = open_log_async(

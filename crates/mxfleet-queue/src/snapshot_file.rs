@@ -63,10 +63,22 @@ pub(crate) fn decode_snapshot(origin: &Path, bytes: &[u8]) -> io::Result<Snapsho
             .try_into()
             .map_err(|_| invalid(origin, "header"))?,
     );
+    if format > FORMAT {
+        return Err(invalid(
+            origin,
+            format!(
+                "snapshot format {format} was written by a newer mxfleet; this binary \
+                 reads snapshot format {FORMAT}: run a newer binary on this node"
+            ),
+        ));
+    }
     if format != FORMAT {
         return Err(invalid(
             origin,
-            format!("format {format} is not supported (expected {FORMAT})"),
+            format!(
+                "snapshot format {format} was written by an older mxfleet; this binary \
+                 reads snapshot format {FORMAT} only"
+            ),
         ));
     }
     let len = u64::from_le_bytes(
@@ -138,4 +150,39 @@ pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     found.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_format(format: u32) -> Vec<u8> {
+        let mut bytes = encode_snapshot(&SnapshotMeta::default(), &QueueState::default()).unwrap();
+        bytes[8..12].copy_from_slice(&format.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_snapshot_of_another_format_is_refused_with_who_wrote_it() {
+        let origin = Path::new("/data/snapshots/snapshot-1.bin");
+        assert!(decode_snapshot(origin, &with_format(FORMAT)).is_ok());
+        let newer = decode_snapshot(origin, &with_format(FORMAT + 1))
+            .err()
+            .expect("a newer format is refused")
+            .to_string();
+        assert!(
+            newer.contains("/data/snapshots/snapshot-1.bin")
+                && newer.contains(&format!(
+                    "snapshot format {} was written by a newer",
+                    FORMAT + 1
+                ))
+                && newer.contains("run a newer binary"),
+            "{newer}"
+        );
+        let older = decode_snapshot(origin, &with_format(FORMAT - 1))
+            .err()
+            .expect("an older format is refused")
+            .to_string();
+        assert!(older.contains("written by an older mxfleet"), "{older}");
+    }
 }

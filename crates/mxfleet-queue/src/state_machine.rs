@@ -143,6 +143,17 @@ impl StateMachineStore {
         Ok(read(&data.queue))
     }
 
+    /// A consistent copy of the applied state and of the metadata that says how far it
+    /// goes, taken under one read lock (for backups and offline recovery).
+    pub(crate) fn copy_state(&self) -> io::Result<(QueueState, Option<LogId>, StoredMembership)> {
+        let data = self.inner.data.read().map_err(|_| poisoned())?;
+        Ok((
+            data.queue.clone(),
+            data.last_applied,
+            data.membership.clone(),
+        ))
+    }
+
     fn emit(&self, event: StateEvent) {
         if let Some(events) = &self.inner.events {
             // The receiver is gone only during shutdown; nothing left to do then.

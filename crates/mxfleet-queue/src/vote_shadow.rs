@@ -74,6 +74,18 @@ impl VoteShadow {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ShadowState::Missing),
             Err(e) => return Err(e),
         };
+        if let Some(found) = newer_format(&bytes) {
+            // Not damage: a newer mxfleet wrote it. Rewriting it from the log (what a
+            // corrupt shadow gets) would throw away what that binary recorded.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the vote file has format {found}, written by a newer mxfleet; this \
+                     binary reads vote format {FORMAT}: run a newer binary, or restore the \
+                     data directory from a backup"
+                ),
+            ));
+        }
         Ok(match decode_shadow(&bytes) {
             Ok(vote) => ShadowState::Stored(vote),
             Err(why) => ShadowState::Corrupt { why },
@@ -133,6 +145,16 @@ fn encode_shadow(vote: Option<Vote>) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The format of a well-formed header (magic and all) that is newer than [`FORMAT`].
+fn newer_format(bytes: &[u8]) -> Option<u32> {
+    let header = bytes.get(..HEADER_LEN)?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let format = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    (format > FORMAT).then_some(format)
+}
+
 fn decode_shadow(bytes: &[u8]) -> Result<Option<Vote>, String> {
     let header = bytes
         .get(..HEADER_LEN)
@@ -146,7 +168,7 @@ fn decode_shadow(bytes: &[u8]) -> Result<Option<Vote>, String> {
     let (format, len, crc) = (word(8), word(12), word(16));
     if format != FORMAT {
         return Err(format!(
-            "format {format} is not supported (expected {FORMAT})"
+            "format {format} is not one this binary reads (vote format {FORMAT})"
         ));
     }
     let payload = &bytes[HEADER_LEN..];
@@ -199,6 +221,32 @@ mod tests {
         assert!(matches!(
             shadow.read().unwrap(),
             ShadowState::Corrupt { .. }
+        ));
+    }
+
+    #[test]
+    fn a_vote_file_from_a_newer_format_is_refused_not_taken_for_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let shadow = shadow(dir.path());
+        shadow.write_blocking(Some(Vote::new(3, 1))).unwrap();
+        let mut bytes = std::fs::read(shadow.path()).unwrap();
+        bytes[8..12].copy_from_slice(&(FORMAT + 1).to_le_bytes());
+        std::fs::write(shadow.path(), &bytes).unwrap();
+        let error = shadow.read().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("format {}", FORMAT + 1))
+                && message.contains("written by a newer mxfleet")
+                && message.contains("run a newer binary"),
+            "{message}"
+        );
+        // An older (unknown) format is damage, as before.
+        bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
+        std::fs::write(shadow.path(), &bytes).unwrap();
+        assert!(matches!(
+            shadow.read().unwrap(),
+            ShadowState::Corrupt { why } if why.contains("format 0")
         ));
     }
 

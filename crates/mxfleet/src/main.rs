@@ -15,7 +15,8 @@
 //!   API's queue calls (`cmd/admin/queue/`).
 //!
 //! Exit codes: 0 ok, 1 operation failed, 2 usage (clap, or a bulk action off a terminal
-//! without `--yes`), 64 invalid configuration, 69 unavailable (the admin endpoint cannot
+//! without `--yes`), 64 invalid configuration, 65 (`serve`) a data directory in a
+//! storage format this binary does not read, 69 unavailable (the admin endpoint cannot
 //! be reached, or answers UNAVAILABLE or DEADLINE_EXCEEDED).
 
 mod cmd;

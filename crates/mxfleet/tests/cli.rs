@@ -133,11 +133,7 @@ recipient_file = "{recipients}"
     // The operator adds bob and sends SIGHUP: no restart, bob is accepted.
     std::fs::write(&recipients, "alice@example.test\nbob@example.test\n").unwrap();
     node.signal("HUP");
-    node.wait_for_line(
-        &node.stderr,
-        "config_reloaded",
-        Duration::from_secs(10),
-    );
+    node.wait_for_line(&node.stderr, "config_reloaded", Duration::from_secs(10));
     let reloaded = smtp_exchange(smtp_port, "bob@example.test");
     assert!(reloaded.contains("250 2.0.0 Ok: queued as "), "{reloaded}");
 

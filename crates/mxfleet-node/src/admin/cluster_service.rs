@@ -1,6 +1,7 @@
 //! `ClusterAdmin`: the fleet's status as any node sees it (with the leader's
 //! replication view, asked of the leader over the peer port), membership changes,
-//! leadership transfer, and draining a node for maintenance.
+//! leadership transfer, draining a node for maintenance, and backup archives (in
+//! `snapshot.rs`).
 
 use std::time::Duration;
 
@@ -157,6 +158,15 @@ impl ClusterAdmin for ClusterAdminService {
         Ok(Response::new(pb::TransferLeaderReply {
             leader: self.queue.status().leader,
         }))
+    }
+
+    type SnapshotStream = super::snapshot::SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        super::snapshot::snapshot(&self.queue, request).await
     }
 
     async fn drain(

@@ -9,12 +9,15 @@
 //! - `auth`: callers, tokens, permissions.
 //! - `errors`: queue errors as gRPC statuses, leader hints, linearizable reads.
 //! - `view`: operator states, selectors, entry and history conversion.
-//! - `cluster_service`, `queue_service`: the two services.
+//! - `cluster_service`, `queue_service`: the two services; `snapshot`: the backup
+//!   archive stream (`ClusterAdmin.Snapshot`, needs `cluster` and `read-body`, logs
+//!   `admin_snapshot_read`).
 
 mod auth;
 mod cluster_service;
 mod errors;
 mod queue_service;
+mod snapshot;
 mod view;
 
 use std::net::SocketAddr;
@@ -85,10 +88,12 @@ pub async fn start(
         source,
     })?;
     let cluster_auth = authenticator.clone();
-    let cluster = ClusterAdminServer::with_interceptor(
-        cluster_service::ClusterAdminService {
+    let cluster = InterceptedService::new(
+        ClusterAdminServer::new(cluster_service::ClusterAdminService {
             queue: queue.clone(),
-        },
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES),
         move |request| cluster_auth.intercept(request),
     );
     let queue_service = InterceptedService::new(

@@ -25,7 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::peer::transport::PeerChannels;
 use crate::types::{
-    PeerNode, Snapshot, SnapshotData, TypeConfig, Vote, WIRE_FORMAT, decode, encode,
+    PeerNode, Snapshot, SnapshotData, TypeConfig, Vote, WIRE_FORMAT, WireFormatMismatch,
+    check_wire_format, decode, encode,
 };
 
 type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
@@ -63,14 +64,42 @@ pub(crate) fn to_message<T: Serialize>(value: &T) -> Result<RaftMessage, postcar
     })
 }
 
-pub(crate) fn from_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, String> {
-    if message.format != WIRE_FORMAT {
-        return Err(format!(
-            "peer speaks wire format {}, this node speaks {WIRE_FORMAT}",
-            message.format
-        ));
+/// Why a peer's `RaftMessage` was not read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerMessageError {
+    /// A wire format outside the range this binary reads (logged as
+    /// `peer_wire_format_refused`): one side must be upgraded first.
+    #[error(transparent)]
+    Format(#[from] WireFormatMismatch),
+    /// A readable format whose payload does not decode.
+    #[error("undecodable peer message: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+impl PeerMessageError {
+    /// The answer to a peer whose request was not read: `FailedPrecondition` for a
+    /// wire format (retrying cannot help until one side is upgraded), `InvalidArgument`
+    /// for the rest.
+    pub(crate) fn into_status(self) -> tonic::Status {
+        match self {
+            PeerMessageError::Format(e) => tonic::Status::failed_precondition(e.to_string()),
+            PeerMessageError::Decode(e) => {
+                tonic::Status::invalid_argument(format!("undecodable peer message: {e}"))
+            }
+        }
     }
-    decode(&message.payload).map_err(|e| format!("undecodable peer message: {e}"))
+}
+
+/// Reads a peer's message: its wire format must be one this binary reads
+/// ([`check_wire_format`]), then its payload must decode. `peer` and `rpc` name the
+/// sender and the exchange for the refusal's log line.
+pub(crate) fn from_message<T: DeserializeOwned>(
+    message: &RaftMessage,
+    peer: &dyn std::fmt::Display,
+    rpc: &str,
+) -> Result<T, PeerMessageError> {
+    check_wire_format(message.format, peer, rpc)?;
+    Ok(decode(&message.payload)?)
 }
 
 fn network_error(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
@@ -124,7 +153,12 @@ impl PeerConnection {
             .await
             .map_err(|_| self.timeout_error(action, ttl))?
             .map_err(status_error)?;
-        from_message(reply.get_ref()).map_err(network_error)
+        from_message(reply.get_ref(), &self.peer(), &action.to_string()).map_err(network_error)
+    }
+
+    /// How refusals name this peer in the log.
+    fn peer(&self) -> String {
+        format!("node {} at {}", self.target, self.addr)
     }
 }
 
@@ -171,9 +205,11 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                 .await
                 .map_err(|_| self.timeout_error(RPCTypes::AppendEntries, ttl))?
                 .map_err(status_error)?;
-            let inbound = response.into_inner().map(|item| match item {
+            let peer = self.peer();
+            let inbound = response.into_inner().map(move |item| match item {
                 Ok(message) => {
-                    from_message::<StreamAppendResult<TypeConfig>>(&message).map_err(network_error)
+                    from_message::<StreamAppendResult<TypeConfig>>(&message, &peer, "stream_append")
+                        .map_err(network_error)
                 }
                 Err(status) => Err(status_error(status)),
             });
@@ -249,12 +285,14 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             };
             Some((chunk, Some(file)))
         }));
+        let peer = self.peer();
         let send = async move { client.install_snapshot(chunks).await };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             reply = send => {
                 let reply = reply.map_err(|s| StreamingError::from(status_error(s)))?;
-                from_message(reply.get_ref()).map_err(|e| StreamingError::from(network_error(e)))
+                from_message(reply.get_ref(), &peer, "install_snapshot")
+                    .map_err(|e| StreamingError::from(network_error(e)))
             }
         }
     }
@@ -277,5 +315,40 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         // Keep probing an unreachable peer often enough that a healed partition is
         // noticed within a second.
         Some(Backoff::new(std::iter::repeat(Duration::from_millis(250))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MAX_READABLE_WIRE_FORMAT;
+
+    #[test]
+    fn a_message_in_an_unread_format_is_refused_as_a_failed_precondition() {
+        let mut message = to_message(&7u64).unwrap();
+        assert_eq!(from_message::<u64>(&message, &"peer", "test").unwrap(), 7);
+
+        message.format = MAX_READABLE_WIRE_FORMAT + 1;
+        let refused = from_message::<u64>(&message, &"peer", "test").unwrap_err();
+        assert!(
+            matches!(refused, PeerMessageError::Format(_)),
+            "{refused:?}"
+        );
+        let status = refused.into_status();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            status.message().ends_with("upgrade this node"),
+            "{status:?}"
+        );
+
+        let garbage = RaftMessage {
+            format: WIRE_FORMAT,
+            payload: Vec::new(),
+        };
+        let undecodable = from_message::<u64>(&garbage, &"peer", "test").unwrap_err();
+        assert_eq!(
+            undecodable.into_status().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -20,9 +20,9 @@ use tracing::{debug, warn};
 
 use crate::blob_store::BlobError;
 use crate::peer::forward::ForwardedWrite;
-use crate::peer::raft_client::{from_message, to_message};
+use crate::peer::raft_client::{PeerMessageError, from_message, to_message};
 use crate::snapshot_file::decode_snapshot;
-use crate::types::{Snapshot, SnapshotMeta, TypeConfig, Vote, WIRE_FORMAT, decode, encode};
+use crate::types::{Snapshot, SnapshotMeta, TypeConfig, Vote, check_wire_format, decode, encode};
 use crate::write_path::{LocalWriteError, QueueCore};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -48,6 +48,21 @@ fn bad_request(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
+/// How a refusal names the peer that sent `request`: its address as this node sees it.
+fn sender<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "an unknown address".to_string(), |a| a.to_string())
+}
+
+/// Reads a unary Raft request (wire format first, then the payload).
+fn read_request<T: serde::de::DeserializeOwned>(
+    request: &Request<RaftMessage>,
+    rpc: &str,
+) -> Result<T, Status> {
+    from_message(request.get_ref(), &sender(request), rpc).map_err(PeerMessageError::into_status)
+}
+
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
     to_message(value)
         .map(Response::new)
@@ -68,7 +83,7 @@ fn blob_status(e: BlobError) -> Status {
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let vote: VoteRequest<TypeConfig> = from_message(request.get_ref()).map_err(bad_request)?;
+        let vote: VoteRequest<TypeConfig> = read_request(&request, "vote")?;
         let answer = self
             .core()?
             .raft
@@ -82,7 +97,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let vote: VoteRequest<TypeConfig> = from_message(request.get_ref()).map_err(bad_request)?;
+        let vote: VoteRequest<TypeConfig> = read_request(&request, "pre_vote")?;
         let answer = self
             .core()?
             .raft
@@ -96,8 +111,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let append: AppendEntriesRequest<TypeConfig> =
-            from_message(request.get_ref()).map_err(bad_request)?;
+        let append: AppendEntriesRequest<TypeConfig> = read_request(&request, "append_entries")?;
         let core = self.core()?;
         core.note_append_received();
         let answer = core
@@ -114,16 +128,25 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<Streaming<RaftMessage>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        // Requests are decoded in order; the first undecodable one ends the input, so
-        // responses always match a prefix of the requests.
+        // Requests are decoded in order; the first unreadable one ends the input, so
+        // responses always match a prefix of the requests. Why it was unreadable is
+        // kept, and ends the responses as an error (`FailedPrecondition` for a wire
+        // format this node does not read), so that the leader learns it.
         let core = self.core()?;
         let contact = Arc::downgrade(&core);
+        let peer = sender(&request);
+        let refusal: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
+        let refused = refusal.clone();
         let requests = request
             .into_inner()
             .take_while(|item| futures::future::ready(item.is_ok()))
-            .map(|item| {
-                item.ok()
-                    .and_then(|m| from_message::<AppendEntriesRequest<TypeConfig>>(&m).ok())
+            .map(move |item| {
+                let message = item.ok()?;
+                from_message::<AppendEntriesRequest<TypeConfig>>(&message, &peer, "stream_append")
+                    .map_err(|e| {
+                        *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into_status());
+                    })
+                    .ok()
             })
             .take_while(|decoded| futures::future::ready(decoded.is_some()))
             .filter_map(futures::future::ready)
@@ -138,7 +161,14 @@ impl RaftPeer for PeerService {
             .map(|result| match result {
                 Ok(answer) => to_message(&answer).map_err(|e| Status::internal(e.to_string())),
                 Err(fatal) => Err(Status::internal(fatal.to_string())),
-            });
+            })
+            .chain(futures::stream::iter(std::iter::from_fn(move || {
+                refusal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .map(Err)
+            })));
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -146,6 +176,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let peer = sender(&request);
         let mut chunks = request.into_inner();
         let header = match chunks.next().await {
             Some(Ok(SnapshotChunk {
@@ -153,7 +184,8 @@ impl RaftPeer for PeerService {
             })) => h,
             _ => return Err(bad_request("snapshot stream must start with a header")),
         };
-        let (vote, meta): (Vote, SnapshotMeta) = from_message(&header).map_err(bad_request)?;
+        let (vote, meta): (Vote, SnapshotMeta) = from_message(&header, &peer, "install_snapshot")
+            .map_err(PeerMessageError::into_status)?;
         let incoming = self.core()?.incoming_snapshot_path();
         let mut file = tokio::fs::File::create(&incoming)
             .await
@@ -210,7 +242,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let transfer: TransferLeaderRequest<TypeConfig> =
-            from_message(request.get_ref()).map_err(bad_request)?;
+            read_request(&request, "transfer_leader")?;
         let answer = self
             .core()?
             .raft
@@ -224,13 +256,10 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardReply>, Status> {
+        let peer = sender(&request);
         let request = request.into_inner();
-        if request.format != WIRE_FORMAT {
-            return Err(bad_request(format!(
-                "unknown forward format {}",
-                request.format
-            )));
-        }
+        check_wire_format(request.format, &peer, "forward")
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let write: ForwardedWrite = decode(&request.write).map_err(bad_request)?;
         let result = match self.core()?.propose_local(write).await {
             Ok(response) => forward_reply::Result::Response(

@@ -8,8 +8,8 @@
 pub mod admin;
 pub mod config;
 pub mod dev;
-pub mod import_postfix;
 mod dev_primary;
+pub mod import_postfix;
 pub mod loadgen;
 pub mod serve;
 pub mod test_primary;
@@ -23,6 +23,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_UNAVAILABLE: u8 = 69;
 /// Exit code: the configuration is invalid (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
+/// Exit code: the data directory was written in a storage format this binary does not
+/// read (sysexits EX_DATAERR). Restarting the same binary cannot help.
+pub const EXIT_DATA_FORMAT: u8 = 65;
 
 /// How long a stopping node may take to drain before it exits anyway.
 pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -12,7 +12,7 @@ use mxfleet_node::config::LogFormat;
 use mxfleet_node::{Node, queue_config};
 use tracing::{error, info, warn};
 
-use super::{EXIT_CONFIG, EXIT_FAILED, SHUTDOWN_DEADLINE};
+use super::{EXIT_CONFIG, EXIT_DATA_FORMAT, EXIT_FAILED, SHUTDOWN_DEADLINE};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -71,7 +71,15 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
         Ok(node) => node,
         Err(e) => {
             error!(cause = %e, "node_start_failed");
-            return EXIT_FAILED;
+            let refused_format = matches!(
+                e,
+                mxfleet_node::NodeError::Start(mxfleet_queue::StartError::DataFormat(_))
+            );
+            return if refused_format {
+                EXIT_DATA_FORMAT
+            } else {
+                EXIT_FAILED
+            };
         }
     };
     let admin_addr = match &config.admin {

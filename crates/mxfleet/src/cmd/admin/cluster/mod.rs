@@ -6,10 +6,18 @@
 //! - `remove ID`: take a node out of the cluster.
 //! - `transfer-leader ID`: hand leadership to another voter.
 //! - `drain ID [--undo]`: stop SMTP intake and delivery on a node, or resume them.
+//! - `snapshot --out FILE [--local]`: download a backup archive (snapshot.rs).
+//! - `recover --config FILE [--from-snapshot FILE] --yes-i-have-lost-the-majority`:
+//!   offline, on a stopped node: make it the only voter after losing the majority, or
+//!   restore an archive into an empty data directory (recover.rs). Talks to no node.
 //!
-//! `status` needs the token permission `view`; the others need `cluster`. With `--json`
-//! the changes print a `MembershipJson` document, `status` a `ClusterStatusJson`.
+//! `status` needs the token permission `view`; `snapshot` needs `cluster` and
+//! `read-body`; the others need `cluster`. With `--json` the changes print a
+//! `MembershipJson` document, `status` a `ClusterStatusJson`, `snapshot` a
+//! `SnapshotJson`, `recover` a `RecoverJson`.
 
+mod recover;
+mod snapshot;
 mod status;
 
 use clap::{Args, Subcommand};
@@ -85,6 +93,33 @@ enum ClusterCommand {
         /// The voter that should lead.
         id: u64,
     },
+    /// Download a backup archive of the node's queue (metadata and every queued body)
+    /// into FILE (written as FILE.tmp, renamed when complete). Needs `cluster` and
+    /// `read-body`.
+    Snapshot {
+        /// Where to write the archive.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// Take it from the node's own replica without confirming with the leader first
+        /// (works on a node without quorum; may miss the newest messages).
+        #[arg(long)]
+        local: bool,
+    },
+    /// OFFLINE disaster recovery on a stopped node after a majority of the voters is
+    /// lost for good: make it the only voter of a new membership, keeping its queue (or
+    /// restoring an archive into an empty data directory). Prints what may be lost.
+    Recover {
+        /// The stopped node's configuration file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: std::path::PathBuf,
+        /// Restore this backup archive (from `cluster snapshot`) into the node's empty
+        /// data directory instead of using its own data.
+        #[arg(long, value_name = "FILE")]
+        from_snapshot: Option<std::path::PathBuf>,
+        /// Confirms that the majority is lost for good and you read the warnings.
+        #[arg(long)]
+        yes_i_have_lost_the_majority: bool,
+    },
     /// Stop SMTP intake (421 4.3.2) and delivery on a node and move its work to the
     /// others; --undo puts it back into service.
     Drain {
@@ -107,6 +142,21 @@ fn parse_peer_addr(text: &str) -> Result<String, String> {
 
 /// Runs one `cluster` subcommand; returns the exit code.
 pub async fn run(args: ClusterArgs) -> u8 {
+    // Offline: reaches no node, so it needs no endpoint or token.
+    if let ClusterCommand::Recover {
+        config,
+        from_snapshot,
+        yes_i_have_lost_the_majority,
+    } = args.command
+    {
+        return recover::run(
+            config,
+            from_snapshot,
+            yes_i_have_lost_the_majority,
+            args.client.json,
+        )
+        .await;
+    }
     finish(dispatch(args).await)
 }
 
@@ -124,6 +174,14 @@ async fn dispatch(args: ClusterArgs) -> Result<u8, CliError> {
     let (document, text) = match args.command {
         ClusterCommand::Status { linearizable } => {
             return status::run(&admin, linearizable, json).await;
+        }
+        ClusterCommand::Snapshot { out, local } => {
+            return snapshot::run(&admin, out, local, json).await;
+        }
+        ClusterCommand::Recover { .. } => {
+            return Err(CliError::Usage(
+                "`cluster recover` runs offline; it does not connect to a node".into(),
+            ));
         }
         ClusterCommand::Add { id, addr, site } => {
             let request = AddLearnerRequest {

@@ -1,0 +1,125 @@
+//! The data directory's format marker, as an operator meets it: `mxfleet serve` writes
+//! `<data_dir>/FORMAT`, adds it to a directory made before markers existed, and refuses
+//! (a non-zero exit, a clear message, no file changed) a directory that a newer mxfleet
+//! wrote.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Running, free_port, mxfleet};
+
+fn write_config(dir: &Path) -> PathBuf {
+    let (port, smtp_port) = (free_port(), free_port());
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[node]
+id = 1
+site = "dev"
+data_dir = "{data}"
+
+[peer]
+listen = "127.0.0.1:{port}"
+plaintext = true
+
+[cluster]
+initial_members = [ {{ id = 1, addr = "127.0.0.1:{port}", site = "dev" }} ]
+
+[smtp]
+listen = "127.0.0.1:{smtp_port}"
+hostname = "mx.format.test"
+
+[[relay_domains]]
+domain = "example.test"
+catch_all = true
+"#,
+            data = dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `serve`, waits for `needle` on stderr, stops it with SIGTERM.
+fn serve_until(config: &Path, needle: &str) -> Vec<String> {
+    let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(config));
+    let mut seen = node.wait_for_line(&node.stderr, needle, Duration::from_secs(30));
+    if !seen.iter().any(|l| l.contains("node_ready")) {
+        seen.extend(node.wait_for_line(&node.stderr, "node_ready", Duration::from_secs(30)));
+    }
+    node.signal("TERM");
+    assert_eq!(node.wait_exit(Duration::from_secs(30)), 0);
+    seen
+}
+
+/// Every file under `dir` with its contents.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.insert(path.clone(), Vec::new());
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn serve_marks_its_data_directory_and_refuses_one_a_newer_mxfleet_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let data = dir.path().join("data");
+    let marker = data.join("FORMAT");
+
+    // A new directory gets the marker.
+    serve_until(&config, "data_format_initialized");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    assert!(text.contains("storage_format = 1"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "last_opened_by = \"{}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+
+    // A directory from a build before markers existed: format 1, marker added.
+    std::fs::remove_file(&marker).unwrap();
+    serve_until(&config, "data_format_marker_added");
+    assert!(
+        std::fs::read_to_string(&marker)
+            .unwrap()
+            .contains("storage_format = 1")
+    );
+
+    // A newer mxfleet wrote format 99 here: refused, and nothing is touched.
+    std::fs::write(&marker, "storage_format = 99\nlast_opened_by = \"9.9.9\"\n").unwrap();
+    let before = tree(&data);
+    let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(&config));
+    let code = node.wait_exit(Duration::from_secs(30));
+    let stderr: Vec<String> = node.stderr.iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(code, 65, "EX_DATAERR; stderr:\n{stderr}");
+    for part in [
+        "node_start_failed",
+        &marker.display().to_string(),
+        "this data directory was written by mxfleet 9.9.9 with storage format 99",
+        "reads formats 1..=1",
+        "run a newer binary, or restore from a snapshot",
+    ] {
+        assert!(stderr.contains(part), "{part:?} not in stderr:\n{stderr}");
+    }
+    assert!(!stderr.contains("node_ready"), "{stderr}");
+    assert_eq!(tree(&data), before, "a refused start changes no file");
+}
