@@ -36,9 +36,12 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
             site: config.node.site.clone(),
         }),
     );
-    // Before anything slow: a SIGHUP's default action ends the process, and systemd
-    // (Type=exec) may send one (`systemctl reload`) while the node is still opening
-    // its Raft log. One that arrives during startup is handled once the node is ready.
+    // Before anything slow: the default action of SIGHUP, SIGTERM and SIGINT ends the
+    // process at once, and systemd (Type=exec) may send them (`systemctl reload`,
+    // `systemctl stop`) while the node is still opening its Raft log. One that arrives
+    // during startup is handled once the node is ready: a reload, or an orderly stop.
+    let stop = mxfleet_node::signals::stop_requested();
+    tokio::pin!(stop);
     let mut reloads = match mxfleet_node::signals::reload_requests() {
         Ok(reloads) => reloads,
         Err(e) => {
@@ -112,8 +115,6 @@ pub async fn run(args: ServeArgs, log_format: Option<LogFormat>) -> u8 {
         metrics_addr = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         "node_ready"
     );
-    let stop = mxfleet_node::signals::stop_requested();
-    tokio::pin!(stop);
     let exit = {
         // Borrows the node until the loop ends, before the shutdown takes it.
         let raft_failed = node.queue().raft_failed();

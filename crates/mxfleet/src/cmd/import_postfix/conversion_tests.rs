@@ -269,7 +269,9 @@ fn parent_domain_matching_subdomains_is_reported() {
         ("", true),
         ("compatibility_level = 2\n", true),
         ("compatibility_level = 3.6\n", false),
-        ("compatibility_level = 3\n", false),
+        ("compatibility_level = 3\n", true),
+        ("compatibility_level = 3.5\n", true),
+        ("compatibility_level = 3.10\n", false),
         ("compatibility_level = nonsense\n", true),
         (
             "compatibility_level = 3.6\n\
