@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rand::Rng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 
 use super::schedules::wait_admin;
 use super::{Run, node_log};
@@ -156,9 +156,14 @@ pub(super) async fn corrupt_minority(run: &mut Run) -> anyhow::Result<()> {
         .filter(|id| *id != leader)
         .collect();
     let victim = *candidates.choose(&mut run.rng).context("no follower")?;
+    // A body some queued message still needs, and the victim holds: any blob would
+    // not do, since an orphan (a body whose message never got its 250) or a finished
+    // message's body is never read again, so its damage could never be detected.
+    let digest = queued_body_held_by(&run.fleet, leader, victim, &mut run.rng).await?;
     run.fleet.kill(victim).await?;
     let data = run.fleet.spec(victim).data_dir.clone();
-    let blob = corrupt_one_file(&data.join("bodies").join("blobs"), &mut run.rng, |_| true)?;
+    let blob = data.join("bodies").join("blobs").join(&digest);
+    flip_byte(&blob, &mut run.rng)?;
     let segment = corrupt_log_segment(&data, &mut run.rng)?;
     run.note(format!(
         "node {victim} killed; flipped a byte in {} and in {}",
@@ -195,24 +200,34 @@ pub(super) async fn corrupt_minority(run: &mut Run) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flips one byte in the middle of a random file under `dir` that `accept` allows.
-fn corrupt_one_file(
-    dir: &Path,
+/// The body digest of a queued message (asked of `via`) that `holder` has stored.
+async fn queued_body_held_by(
+    fleet: &Fleet,
+    via: u64,
+    holder: u64,
     rng: &mut impl Rng,
-    accept: impl Fn(&Path) -> bool,
-) -> anyhow::Result<std::path::PathBuf> {
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && accept(p))
+) -> anyhow::Result<String> {
+    let list = fleet
+        .admin(via, &["queue", "list", "--limit", "500"])
+        .await?;
+    let mut ids: Vec<String> = list["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message["id"].as_str().map(str::to_owned))
         .collect();
-    files.sort();
-    let file = files
-        .choose(rng)
-        .with_context(|| format!("no file to corrupt in {}", dir.display()))?
-        .clone();
-    flip_byte(&file, rng)?;
-    Ok(file)
+    ids.sort();
+    ids.shuffle(rng);
+    for queue_id in &ids {
+        let shown = fleet.admin(via, &["queue", "show", queue_id]).await?;
+        let held = shown["body_holders"]
+            .as_array()
+            .is_some_and(|holders| holders.iter().any(|h| h.as_u64() == Some(holder)));
+        if let (true, Some(digest)) = (held, shown["body_digest"].as_str()) {
+            return Ok(digest.to_owned());
+        }
+    }
+    bail!("no queued message whose body node {holder} holds")
 }
 
 fn flip_byte(file: &Path, rng: &mut impl Rng) -> anyhow::Result<()> {
