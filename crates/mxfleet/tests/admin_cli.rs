@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{DownPort, Running, free_port, initial_members, mxfleet};
+use common::{ConfigHead, DownPort, FAST_RAFT, Running, free_port, initial_members, mxfleet};
 use mxfleet_testkit::sink::SinkMx;
 use serde_json::Value;
 
@@ -72,29 +72,19 @@ impl Fleet {
 }
 
 fn write_config(dir: &Path, id: u64, peers: &[u16], smtp: u16, admin: u16, primary: u16) {
-    let config = format!(
-        r#"
-[node]
-id = {id}
-site = "site-{id}"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{peer}"
-plaintext = true
-
-[cluster]
-initial_members = [ {members} ]
-
-[raft]
-heartbeat_interval = "50ms"
-election_timeout = "400ms"
-write_timeout = "3s"
-
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "node{id}.admin.test"
-
+    let head = ConfigHead {
+        id,
+        site: &format!("site-{id}"),
+        data_dir: &dir.join(format!("node{id}")),
+        peer_port: peers[id as usize - 1],
+        members: initial_members(peers),
+        raft: &format!("{FAST_RAFT}write_timeout = \"3s\"\n"),
+        smtp_port: smtp,
+        hostname: &format!("node{id}.admin.test"),
+    };
+    let config = head.render()
+        + &format!(
+            r#"
 [delivery]
 probe_interval = "500ms"
 minimal_backoff_time = "10m"
@@ -118,12 +108,9 @@ domain = "example.test"
 catch_all = true
 next_hop = "[127.0.0.1]:{primary}"
 "#,
-        data = dir.join(format!("node{id}")).display(),
-        peer = peers[id as usize - 1],
-        members = initial_members(peers),
-        ops = dir.join("ops.token").display(),
-        viewer = dir.join("viewer.token").display(),
-    );
+            ops = dir.join("ops.token").display(),
+            viewer = dir.join("viewer.token").display(),
+        );
     std::fs::write(dir.join(format!("node{id}.toml")), config).unwrap();
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{DownPort, Running, free_port, initial_members, mxfleet};
+use common::{ConfigHead, DownPort, FAST_RAFT, Running, free_port, initial_members, mxfleet};
 use mxfleet_core::BodyDigest;
 use mxfleet_queue::backup_archive::{ArchiveEvent, ArchiveReader};
 use mxfleet_testkit::sink::SinkMx;
@@ -31,29 +31,19 @@ struct Ports {
 }
 
 fn write_config(dir: &Path, id: u64, ports: &Ports, members: &str, primary: u16) -> PathBuf {
-    let config = format!(
-        r#"
-[node]
-id = {id}
-site = "site-{id}"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{peer}"
-plaintext = true
-
-[cluster]
-initial_members = [ {members} ]
-
-[raft]
-heartbeat_interval = "50ms"
-election_timeout = "400ms"
-write_timeout = "3s"
-
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "node{id}.backup.test"
-
+    let head = ConfigHead {
+        id,
+        site: &format!("site-{id}"),
+        data_dir: &dir.join(format!("node{id}")),
+        peer_port: ports.peer,
+        members: members.to_string(),
+        raft: &format!("{FAST_RAFT}write_timeout = \"3s\"\n"),
+        smtp_port: ports.smtp,
+        hostname: &format!("node{id}.backup.test"),
+    };
+    let config = head.render()
+        + &format!(
+            r#"
 [delivery]
 probe_interval = "500ms"
 minimal_backoff_time = "10m"
@@ -77,13 +67,10 @@ domain = "example.test"
 catch_all = true
 next_hop = "[127.0.0.1]:{primary}"
 "#,
-        data = dir.join(format!("node{id}")).display(),
-        peer = ports.peer,
-        smtp = ports.smtp,
-        admin = ports.admin,
-        ops = dir.join("ops.token").display(),
-        nobody = dir.join("nobody.token").display(),
-    );
+            admin = ports.admin,
+            ops = dir.join("ops.token").display(),
+            nobody = dir.join("nobody.token").display(),
+        );
     let path = dir.join(format!("node{id}.toml"));
     std::fs::write(&path, config).unwrap();
     path

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, mxfleet, smtp_exchange};
+use common::{ConfigHead, Running, free_port, mxfleet, smtp_exchange};
 
 #[test]
 fn an_invalid_config_lists_every_problem_with_its_key_and_exits_64() {
@@ -80,35 +80,22 @@ fn serve_accepts_mail_reloads_recipients_on_sighup_and_stops_on_sigterm() {
     let recipients = dir.path().join("recipients");
     std::fs::write(&recipients, "alice@example.test\n").unwrap();
     let path = dir.path().join("node.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[node]
-id = 1
-site = "dev"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{port}"
-plaintext = true
-
-[cluster]
-initial_members = [ {{ id = 1, addr = "127.0.0.1:{port}", site = "dev" }} ]
-
-[smtp]
-listen = "127.0.0.1:{smtp_port}"
-hostname = "mx.cli.test"
-
-[[relay_domains]]
-domain = "example.test"
-recipient_file = "{recipients}"
-"#,
-            data = dir.path().join("data").display(),
-            recipients = recipients.display(),
-        ),
-    )
-    .unwrap();
+    let data = dir.path().join("data");
+    let head = ConfigHead {
+        id: 1,
+        site: "dev",
+        data_dir: &data,
+        peer_port: port,
+        members: ConfigHead::single_member(port, "dev"),
+        raft: "",
+        smtp_port,
+        hostname: "mx.cli.test",
+    };
+    let relay = format!(
+        "\n[[relay_domains]]\ndomain = \"example.test\"\nrecipient_file = \"{}\"\n",
+        recipients.display()
+    );
+    std::fs::write(&path, head.render() + &relay).unwrap();
     let mut node = Running::start(mxfleet().args(["serve", "--config"]).arg(&path));
     node.wait_for_line(&node.stderr, "node_ready", Duration::from_secs(30));
 

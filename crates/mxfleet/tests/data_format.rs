@@ -9,39 +9,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Running, free_port, mxfleet};
+use common::{ConfigHead, Running, free_port, mxfleet};
 
 fn write_config(dir: &Path) -> PathBuf {
     let (port, smtp_port) = (free_port(), free_port());
     let path = dir.join("node.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[node]
-id = 1
-site = "dev"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{port}"
-plaintext = true
-
-[cluster]
-initial_members = [ {{ id = 1, addr = "127.0.0.1:{port}", site = "dev" }} ]
-
-[smtp]
-listen = "127.0.0.1:{smtp_port}"
-hostname = "mx.format.test"
-
-[[relay_domains]]
-domain = "example.test"
-catch_all = true
-"#,
-            data = dir.join("data").display(),
-        ),
-    )
-    .unwrap();
+    let data = dir.join("data");
+    let head = ConfigHead {
+        id: 1,
+        site: "dev",
+        data_dir: &data,
+        peer_port: port,
+        members: ConfigHead::single_member(port, "dev"),
+        raft: "",
+        smtp_port,
+        hostname: "mx.format.test",
+    };
+    let relay = "\n[[relay_domains]]\ndomain = \"example.test\"\ncatch_all = true\n";
+    std::fs::write(&path, head.render() + relay).unwrap();
     path
 }
 

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, initial_members, mxfleet};
+use common::{ConfigHead, FAST_RAFT, Running, free_port, initial_members, mxfleet};
 use mxfleet_testkit::sink::{Behavior, SinkMx};
 
 const NODES: u64 = 3;
@@ -24,28 +24,19 @@ fn source_address(id: u64) -> IpAddr {
 }
 
 fn write_config(dir: &Path, id: u64, peers: &[u16], smtp_port: u16, primary: u16) {
-    let config = format!(
-        r#"
-[node]
-id = {id}
-site = "site-{id}"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{peer}"
-plaintext = true
-
-[cluster]
-initial_members = [ {members} ]
-
-[raft]
-heartbeat_interval = "50ms"
-election_timeout = "400ms"
-
-[smtp]
-listen = "127.0.0.1:{smtp_port}"
-hostname = "node{id}.fencing.test"
-
+    let head = ConfigHead {
+        id,
+        site: &format!("site-{id}"),
+        data_dir: &dir.join(format!("node{id}")),
+        peer_port: peers[id as usize - 1],
+        members: initial_members(peers),
+        raft: FAST_RAFT,
+        smtp_port,
+        hostname: &format!("node{id}.fencing.test"),
+    };
+    let config = head.render()
+        + &format!(
+            r#"
 [delivery]
 lease = "{lease}s"
 clock_drift_bound = "500ms"
@@ -62,12 +53,9 @@ domain = "example.test"
 catch_all = true
 next_hop = "[127.0.0.1]:{primary}"
 "#,
-        data = dir.join(format!("node{id}")).display(),
-        peer = peers[id as usize - 1],
-        members = initial_members(peers),
-        lease = LEASE.as_secs(),
-        source = source_address(id),
-    );
+            lease = LEASE.as_secs(),
+            source = source_address(id),
+        );
     std::fs::write(dir.join(format!("node{id}.toml")), config).unwrap();
 }
 

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, lines, mxfleet};
+use common::{ConfigHead, Running, free_port, lines, mxfleet};
 use mxfleet_testkit::tls::TestCa;
 
 /// The load: `persistent` connections that each send message after message (half of
@@ -124,24 +124,19 @@ impl Fleet {
 
     /// The node's config: `recipients` for example.test, `other_checks` for other.test.
     fn write_config(&self, recipients: &str, other_checks: &str) {
-        let config = format!(
-            r#"
-[node]
-id = 1
-site = "dev"
-data_dir = "{data}"
-
-[peer]
-listen = "127.0.0.1:{peer}"
-plaintext = true
-
-[cluster]
-initial_members = [ {{ id = 1, addr = "127.0.0.1:{peer}", site = "dev" }} ]
-
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "mx.reload.test"
-tls_certificates = [ {{ cert = "{cert}", key = "{key}", names = ["mx.reload.test"] }} ]
+        let data = self.path("data");
+        let head = ConfigHead {
+            id: 1,
+            site: "dev",
+            data_dir: &data,
+            peer_port: self.peer_port,
+            members: ConfigHead::single_member(self.peer_port, "dev"),
+            raft: "",
+            smtp_port: self.smtp_port,
+            hostname: "mx.reload.test",
+        };
+        let rest = format!(
+            r#"tls_certificates = [ {{ cert = "{cert}", key = "{key}", names = ["mx.reload.test"] }} ]
 
 [[relay_domains]]
 domain = "example.test"
@@ -154,12 +149,10 @@ catch_all = true
 next_hop = "[127.0.0.1]:9"
 checks = [{other_checks}]
 "#,
-            data = self.path("data").display(),
-            peer = self.peer_port,
-            smtp = self.smtp_port,
             cert = self.path("smtp.crt").display(),
             key = self.path("smtp.key").display(),
         );
+        let config = head.render() + &rest;
         std::fs::write(self.path("node.toml"), config).expect("config written");
     }
 

@@ -641,20 +641,7 @@ impl Summary {
 }
 
 fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(text).to_string()
 }
 
 #[cfg(test)]
@@ -738,7 +725,7 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\r"), "\"a\\\"b\\\\c\\u000d\"");
+        assert_eq!(json_string("a\"b\\c\r"), "\"a\\\"b\\\\c\\r\"");
     }
 
     /// A scripted server: sends each reply (split into small pieces) after reading one

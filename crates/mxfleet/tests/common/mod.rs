@@ -171,3 +171,64 @@ pub fn smtp_exchange(port: u16, recipient: &str) -> String {
     stream.read_to_string(&mut replies).unwrap();
     replies
 }
+
+/// `[raft]` timers for a test fleet on loopback: elections within a second.
+pub const FAST_RAFT: &str = "heartbeat_interval = \"50ms\"\nelection_timeout = \"400ms\"\n";
+
+/// How every test node's config begins: its identity, a plaintext peer listener and
+/// its SMTP listener on loopback, the fleet's members and, if given, `[raft]` keys.
+/// Tests append their own tables; the text ends inside `[smtp]`, so more `[smtp]`
+/// keys may follow directly.
+pub struct ConfigHead<'a> {
+    pub id: u64,
+    pub site: &'a str,
+    pub data_dir: &'a std::path::Path,
+    pub peer_port: u16,
+    /// `cluster.initial_members` entries, e.g. from [`initial_members`].
+    pub members: String,
+    /// The body of `[raft]` (e.g. [`FAST_RAFT`]); empty for the defaults.
+    pub raft: &'a str,
+    pub smtp_port: u16,
+    pub hostname: &'a str,
+}
+
+impl ConfigHead<'_> {
+    /// The members entry of a one-node fleet: node 1 at `peer_port` in site `site`.
+    pub fn single_member(peer_port: u16, site: &str) -> String {
+        format!(r#"{{ id = 1, addr = "127.0.0.1:{peer_port}", site = "{site}" }}"#)
+    }
+
+    pub fn render(&self) -> String {
+        let raft = if self.raft.is_empty() {
+            String::new()
+        } else {
+            format!("[raft]\n{}\n", self.raft)
+        };
+        format!(
+            r#"
+[node]
+id = {id}
+site = "{site}"
+data_dir = "{data}"
+
+[peer]
+listen = "127.0.0.1:{peer}"
+plaintext = true
+
+[cluster]
+initial_members = [ {members} ]
+
+{raft}[smtp]
+listen = "127.0.0.1:{smtp}"
+hostname = "{hostname}"
+"#,
+            id = self.id,
+            site = self.site,
+            data = self.data_dir.display(),
+            peer = self.peer_port,
+            members = self.members,
+            smtp = self.smtp_port,
+            hostname = self.hostname,
+        )
+    }
+}

@@ -368,24 +368,9 @@ fn render_value(value: &Value) -> String {
     }
 }
 
-/// A TOML basic string.
+/// `text` as a TOML string value (the `toml` crate's own quoting and escaping).
 fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 #[cfg(test)]
@@ -394,8 +379,19 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_toml() {
-        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(quoted("x\u{1}y"), "\"x\\u0001y\"");
+        for text in [
+            r#"a"b\c"#,
+            "x\u{1}y",
+            "tab\there",
+            "it's",
+            "line\nbreak",
+            "",
+        ] {
+            let document = format!("value = {}", quoted(text));
+            let parsed: toml::Table = toml::from_str(&document)
+                .unwrap_or_else(|e| panic!("{document:?} is not TOML: {e}"));
+            assert_eq!(parsed["value"].as_str(), Some(text), "{document:?}");
+        }
     }
 
     #[test]
