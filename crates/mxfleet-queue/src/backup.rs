@@ -58,6 +58,8 @@ struct WantedBody {
 impl Queue {
     /// Starts streaming a backup archive of this node's applied state and bodies.
     /// `linearizable` is only recorded in the header: the caller linearizes first.
+    /// Blocking (it copies and encodes the applied state): call it from
+    /// `spawn_blocking`, within the runtime.
     pub fn backup(&self, linearizable: bool, now_ms: u64) -> Result<Backup, QueueError> {
         let unavailable = |e: std::io::Error| QueueError::Unavailable(e.to_string());
         let (queue, last_applied, membership) =
@@ -119,7 +121,9 @@ impl Queue {
         };
         let (sender, chunks) = mpsc::channel(4);
         let queue = self.clone();
-        tokio::spawn(async move {
+        // On the queue's tracker: a shutdown waits for it (it ends once the client is
+        // gone, when its sends fail).
+        self.core.tracker.spawn(async move {
             let mut out = Chunker {
                 sender,
                 buffer: Vec::new(),

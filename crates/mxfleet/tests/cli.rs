@@ -81,16 +81,7 @@ fn serve_accepts_mail_reloads_recipients_on_sighup_and_stops_on_sigterm() {
     std::fs::write(&recipients, "alice@example.test\n").unwrap();
     let path = dir.path().join("node.toml");
     let data = dir.path().join("data");
-    let head = ConfigHead {
-        id: 1,
-        site: "dev",
-        data_dir: &data,
-        peer_port: port,
-        members: ConfigHead::single_member(port, "dev"),
-        raft: "",
-        smtp_port,
-        hostname: "mx.cli.test",
-    };
+    let head = ConfigHead::single_node(&data, port, smtp_port, "mx.cli.test");
     let relay = format!(
         "\n[[relay_domains]]\ndomain = \"example.test\"\nrecipient_file = \"{}\"\n",
         recipients.display()

@@ -15,16 +15,7 @@ fn write_config(dir: &Path) -> PathBuf {
     let (port, smtp_port) = (free_port(), free_port());
     let path = dir.join("node.toml");
     let data = dir.join("data");
-    let head = ConfigHead {
-        id: 1,
-        site: "dev",
-        data_dir: &data,
-        peer_port: port,
-        members: ConfigHead::single_member(port, "dev"),
-        raft: "",
-        smtp_port,
-        hostname: "mx.format.test",
-    };
+    let head = ConfigHead::single_node(&data, port, smtp_port, "mx.format.test");
     let relay = "\n[[relay_domains]]\ndomain = \"example.test\"\ncatch_all = true\n";
     std::fs::write(&path, head.render() + relay).unwrap();
     path

@@ -9,7 +9,8 @@
 //! - a good reload reaches new connections: the new certificate is served, the new
 //!   recipient is accepted, the new check answers;
 //! - a bad reload (a TOML error; a certificate file that is not PEM) changes nothing
-//!   and logs `reload_rejected` with the key path.
+//!   and logs `reload_rejected` with the key path;
+//! - a recipient a good reload removes is refused at once with `550 5.1.1`.
 
 mod common;
 
@@ -125,16 +126,7 @@ impl Fleet {
     /// The node's config: `recipients` for example.test, `other_checks` for other.test.
     fn write_config(&self, recipients: &str, other_checks: &str) {
         let data = self.path("data");
-        let head = ConfigHead {
-            id: 1,
-            site: "dev",
-            data_dir: &data,
-            peer_port: self.peer_port,
-            members: ConfigHead::single_member(self.peer_port, "dev"),
-            raft: "",
-            smtp_port: self.smtp_port,
-            hostname: "mx.reload.test",
-        };
+        let head = ConfigHead::single_node(&data, self.peer_port, self.smtp_port, "mx.reload.test");
         let rest = format!(
             r#"tls_certificates = [ {{ cert = "{cert}", key = "{key}", names = ["mx.reload.test"] }} ]
 
@@ -370,6 +362,16 @@ fn sighup_under_load_drops_no_connection_and_a_bad_reload_keeps_the_old_config()
             .rcpt_reply("anyone@other.test")
             .starts_with("451 4.7.1")
     );
+
+    // A good reload that removes bob: from then on he is refused at RCPT (never
+    // accepted and bounced later).
+    fleet.write_certificate(&ca, "third certificate");
+    fleet.write_config(r#""alice""#, "");
+    node.signal("HUP");
+    node.wait_for_line(&node.stderr, "config_reloaded", Duration::from_secs(30));
+    let removed = fleet.rcpt_reply("bob@example.test");
+    assert!(removed.starts_with("550 5.1.1"), "{removed}");
+    load.wait_for_progress(30);
 
     std::fs::write(&stop_file, "").unwrap();
     let summary = load.finish();

@@ -47,7 +47,15 @@ pub(crate) async fn snapshot(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let backup = queue.backup(!local, now_ms).map_err(from_queue_error)?;
+    // Copying and encoding the whole applied state is blocking work: keep it off the
+    // async workers that serve SMTP and Raft.
+    let backup = {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || queue.backup(!local, now_ms))
+            .await
+            .map_err(|e| Status::internal(format!("the snapshot task failed: {e}")))?
+            .map_err(from_queue_error)?
+    };
     let summary = backup.summary.clone();
     // Every archive is logged: it holds everyone's mail.
     info!(caller = %caller.name, log_index = summary.last_applied_index, term = summary.term,

@@ -193,6 +193,25 @@ pub struct ConfigHead<'a> {
 }
 
 impl ConfigHead<'_> {
+    /// Node 1, alone in site `dev`, with the default Raft timers.
+    pub fn single_node<'a>(
+        data_dir: &'a std::path::Path,
+        peer_port: u16,
+        smtp_port: u16,
+        hostname: &'a str,
+    ) -> ConfigHead<'a> {
+        ConfigHead {
+            id: 1,
+            site: "dev",
+            data_dir,
+            peer_port,
+            members: ConfigHead::single_member(peer_port, "dev"),
+            raft: "",
+            smtp_port,
+            hostname,
+        }
+    }
+
     /// The members entry of a one-node fleet: node 1 at `peer_port` in site `site`.
     pub fn single_member(peer_port: u16, site: &str) -> String {
         format!(r#"{{ id = 1, addr = "127.0.0.1:{peer_port}", site = "{site}" }}"#)

@@ -213,20 +213,14 @@ const SMTP_CLIENT_TIMEOUTS: [&str; 7] = [
 
 /// The `'static` key for a `[delivery]` parameter of the same name.
 fn name_key(name: &str) -> &'static str {
-    const SAME_NAME: [&str; 10] = [
+    const SAME_NAME: [&str; 3] = [
         "minimal_backoff_time",
         "maximal_backoff_time",
         "queue_run_delay",
-        "smtp_connect_timeout",
-        "smtp_helo_timeout",
-        "smtp_mail_timeout",
-        "smtp_rcpt_timeout",
-        "smtp_data_init_timeout",
-        "smtp_data_xfer_timeout",
-        "smtp_data_done_timeout",
     ];
     SAME_NAME
         .into_iter()
+        .chain(SMTP_CLIENT_TIMEOUTS)
         .find(|known| *known == name)
         .unwrap_or("unknown")
 }
