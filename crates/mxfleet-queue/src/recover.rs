@@ -410,7 +410,19 @@ async fn rewrite(
     now: UnixMillis,
 ) -> Result<Option<PathBuf>, RecoverError> {
     let target = target.clone();
-    let queue = queue.clone();
+    let mut queue = queue.clone();
+    // Deliveries leased to the lost nodes: the operator declared those nodes gone for
+    // good, so their leases would only hold this node back (for up to a lease, with
+    // the mail waiting) from delivering those messages. A lost node that still runs
+    // could deliver one of them twice, as the warning says.
+    for entry in queue.entries.values_mut() {
+        if entry
+            .assignment
+            .is_some_and(|assignment| assignment.owner != target.node_id)
+        {
+            entry.assignment = None;
+        }
+    }
     let new_term = report.new_term;
     let new_index = report.new_index;
     let data_dir = target.data_dir.clone();

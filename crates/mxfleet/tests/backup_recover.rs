@@ -410,14 +410,38 @@ async fn a_lone_survivor_recovers_the_queue_and_a_snapshot_restores_it_elsewhere
         "release",
     );
     json(&cli(dir, admin3, "ops", &["queue", "flush"]), "flush");
-    wait_until("every message delivered", Duration::from_secs(60), || {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
         let delivered: BTreeSet<String> = sink
             .received()
             .into_iter()
             .filter_map(|m| m.message_id)
             .collect();
-        delivered.len() == MESSAGES + 1
-    });
+        if delivered.len() == MESSAGES + 1 {
+            break;
+        }
+        if Instant::now() >= until {
+            let log: Vec<String> = node3.stderr.try_iter().collect();
+            let status = cli(dir, admin3, "ops", &["queue", "list"]);
+            let left = json(&status, "list");
+            let shown: Vec<String> = ids(&left)
+                .iter()
+                .map(|id| {
+                    let show = cli(dir, admin3, "ops", &["queue", "show", id]);
+                    String::from_utf8_lossy(&show.stdout).into_owned()
+                })
+                .collect();
+            eprintln!("left in the queue:\n{}", shown.join("\n"));
+            panic!(
+                "timed out waiting for every message delivered ({} of {}); queue: {}\nnode 3's log:\n{}",
+                delivered.len(),
+                MESSAGES + 1,
+                String::from_utf8_lossy(&status.stdout),
+                log.join("\n")
+            );
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
     let mut node3 = node3;
     node3.signal("TERM");
     assert_eq!(node3.wait_exit(Duration::from_secs(40)), 0);
